@@ -1,0 +1,1 @@
+"""The ``textseg`` command line. One module per subcommand."""

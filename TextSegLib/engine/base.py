@@ -1,0 +1,78 @@
+"""The one engine interface every model (and the remote client) implements.
+
+``segment(volume, prompts, ...)`` returns one mask and one probability map
+per prompt, **on the source volume's grid**. Long work reports progress
+through ``progress(stage, done, total)`` and checks ``cancel`` between units
+of work (tiles), raising :class:`~TextSegLib.errors.CancelledError`.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from ..errors import CancelledError
+from ..volume import Volume
+
+#: ``progress(stage, done, total)``; stage is a short word such as
+#: "preprocess", "encode", "tiles", "postprocess".
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class CancelToken:
+    """Thread-safe cancellation flag shared by a GUI and a worker."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise :class:`CancelledError` if cancellation was requested."""
+        if self._event.is_set():
+            raise CancelledError("Segmentation cancelled by the user.")
+
+
+@dataclass
+class EngineResult:
+    """Masks and probabilities keyed by prompt text, on the source grid.
+
+    ``masks[p]`` is a bool array with ``volume.shape``; ``probabilities[p]``
+    is float (float16 or float32) in [0, 1] of the same shape, or absent when
+    the engine has none. ``timings`` holds seconds per stage.
+    """
+
+    masks: dict[str, np.ndarray]
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the CLI, the server, the Slicer Logic and the tests call."""
+
+    name: str
+
+    def vocabulary(self, modality: str) -> list[str]:
+        """Terms this engine was trained on for ``modality`` ('ct', 'mri', 'pet')."""
+        ...
+
+    def segment(
+        self,
+        volume: Volume,
+        prompts: Sequence[str],
+        *,
+        modality: str | None = None,
+        roi_ras: tuple[Sequence[float], Sequence[float]] | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> EngineResult:
+        ...
