@@ -1,0 +1,176 @@
+"""Regenerate the bad-input corpus of TextSeg (``python make_bad_inputs.py``).
+
+Every file here is small and deliberately broken in one way; the expected
+error of each is listed in ``Testing/pytest/test_bad_inputs.py``. The DICOM
+cases are cropped (16×16) copies of slices of the TotalSegmentator fixture
+series ``../totalsegmentator/example_ct_dicom`` with UIDs added.
+"""
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import nrrd
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+HERE = Path(__file__).resolve().parent
+FIXTURE_DICOM = HERE.parent / "totalsegmentator" / "example_ct_dicom"
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def _noise(shape: tuple[int, ...], dtype=np.int16) -> np.ndarray:
+    return np.random.default_rng(0).integers(-1000, 1000, size=shape).astype(dtype)
+
+
+def _nifti(array: np.ndarray, path: Path) -> None:
+    nib.save(nib.Nifti1Image(array, np.diag([-1.0, -1.0, 2.0, 1.0])), str(path))
+
+
+def _nrrd(path: Path, array: np.ndarray, header: dict) -> None:
+    """pynrrd's writer, minus its date comment (keeps the corpus byte-for-byte reproducible)."""
+    nrrd.write(str(path), array, header)
+    head, data = path.read_bytes().split(b"\n\n", 1)
+    lines = [ln for ln in head.split(b"\n") if not ln.startswith(b"# on ")]
+    path.write_bytes(b"\n".join(lines) + b"\n\n" + data)
+
+
+def make_files(out: Path) -> None:
+    (out / "empty.nii.gz").write_bytes(b"")
+    (out / "text_named.nii").write_text("patient list\nthis is a text file, not a NIfTI image\n" * 4)
+    (out / "unsupported_extension.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 24)
+    # A valid .nii.gz cut in half: the header reads fine, the voxels end early.
+    tmp = out / "_full.nii.gz"
+    _nifti(_noise((16, 16, 8)), tmp)
+    data = tmp.read_bytes()
+    (out / "truncated.nii.gz").write_bytes(data[: len(data) // 2])
+    tmp.unlink()
+    tmp = out / "_full.nrrd"
+    _nrrd(tmp, _noise((16, 16, 8)), {"encoding": "raw"})
+    header, raw = tmp.read_bytes().split(b"\n\n", 1)
+    data = header.replace(b"encoding: raw", b"encoding: gzip") + b"\n\n" + gzip.compress(raw, mtime=0)
+    (out / "truncated.nrrd").write_bytes(data[: len(data) * 2 // 3])
+    tmp.unlink()
+    sitk.WriteImage(sitk.GetImageFromArray(_noise((8, 8, 8))), str(out / "_full.mha"), False)
+    data = (out / "_full.mha").read_bytes()
+    (out / "truncated.mha").write_bytes(data[: len(data) * 2 // 3])
+    (out / "_full.mha").unlink()
+    (out / "corrupt_header.nrrd").write_bytes(
+        b"NRRD0004\ntype: short\ndimension: 3\nsizes: 4 5 banana\nencoding: raw\n\n" + b"\0" * 120
+    )
+    _nifti(_noise((8, 8)), out / "image_2d.nii.gz")
+    _nifti(_noise((6, 6, 4, 3)), out / "image_4d.nii.gz")
+    rgb = sitk.Image([4, 4, 3], sitk.sitkVectorUInt8, 3)
+    sitk.WriteImage(rgb, str(out / "rgb_multicomponent.nrrd"), True)
+    lps = {"space": "left-posterior-superior", "space origin": np.zeros(3), "encoding": "raw"}
+    _nrrd(out / "zero_spacing.nrrd", _noise((4, 4, 3)),
+               {**lps, "space directions": np.diag([1.0, 0.0, 1.0])})
+    _nrrd(out / "singular_direction.nrrd", _noise((4, 4, 3)),
+               {**lps, "space directions": np.array([[1.0, 0, 0], [1.0, 0, 0], [0, 0, 1.0]])})
+    (out / "negative_spacing.mha").write_bytes(
+        b"ObjectType = Image\nNDims = 3\nDimSize = 4 4 3\nElementSpacing = 1 -1 2\n"
+        b"ElementType = MET_SHORT\nElementDataFile = LOCAL\n" + _noise((3, 4, 4)).tobytes()
+    )
+    nan = _noise((4, 4, 3)).astype(np.float32)
+    nan[1, 2, 0] = np.nan
+    _nrrd(out / "nan_voxels.nrrd", nan, {**lps, "space directions": np.eye(3)})
+    inf = _noise((4, 4, 3)).astype(np.float32)
+    inf[0, 0, 2] = np.inf
+    _nifti(inf, out / "inf_voxels.nii.gz")
+    (out / "huge_header.nhdr").write_text(
+        "NRRD0004\ntype: short\ndimension: 3\nsizes: 2048 2048 2048\nencoding: raw\n"
+        "space: left-posterior-superior\nspace directions: (1,0,0) (0,1,0) (0,0,1)\n"
+        "space origin: (0,0,0)\ndata file: huge_header.raw\n"
+    )
+    (out / "missing_data_file.nhdr").write_text(
+        "NRRD0004\ntype: short\ndimension: 3\nsizes: 4 4 3\nencoding: raw\n"
+        "space: left-posterior-superior\nspace directions: (1,0,0) (0,1,0) (0,0,1)\n"
+        "space origin: (0,0,0)\ndata file: missing_data_file.raw\n"
+    )
+
+
+def _fixture_slices() -> list[tuple[Path, np.ndarray]]:
+    """Fixture slice files sorted by z, each with a 16×16 crop of its stored pixel values."""
+    out = []
+    for f in sorted(FIXTURE_DICOM.iterdir()):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        hu = sitk.GetArrayFromImage(sitk.ReadImage(str(f)))[0, :16, :16].astype(np.int32)
+        stored = (hu - int(ds.RescaleIntercept)) // int(ds.RescaleSlope)
+        out.append((float(ds.ImagePositionPatient[2]), f, np.clip(stored, 0, 4095).astype(np.uint16)))
+    out.sort(key=lambda t: t[0])
+    return [(f, px) for _, f, px in out]
+
+
+def _write_slice(src: Path, pixels: np.ndarray, path: Path, study: str, series: str,
+                 description: str = "", with_pixels: bool = True) -> None:
+    ds = pydicom.dcmread(src)
+    for elem in list(ds):
+        if elem.VR == "SQ" or elem.tag.is_private:
+            del ds[elem.tag]
+    ds.StudyInstanceUID = study
+    ds.SeriesInstanceUID = series
+    if description:
+        ds.SeriesDescription = description
+    ds.SOPClassUID = CT_IMAGE_STORAGE
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=[series, str(src.name)])
+    ds.PatientID = "TEXTSEG-BAD-INPUT"
+    ds.file_meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    if with_pixels:
+        ds.Rows, ds.Columns = pixels.shape
+        ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+        ds["PixelData"].VR = "OW"
+        ds.LargestImagePixelValue = int(pixels.max())
+        ds.SmallestImagePixelValue = int(pixels.min())
+    else:
+        del ds.PixelData
+    ds.save_as(path, enforce_file_format=True)
+
+
+def make_dicom(out: Path) -> None:
+    slices = _fixture_slices()
+    study = generate_uid(entropy_srcs=["textseg-bad-inputs-study"])
+    uid_a = generate_uid(entropy_srcs=["textseg-bad-inputs-series-a"])
+    uid_b = generate_uid(entropy_srcs=["textseg-bad-inputs-series-b"])
+    two = out / "dicom_two_series"
+    two.mkdir()
+    for n, (src, px) in enumerate(slices[:2]):
+        _write_slice(src, px, two / f"a{n}.dcm", study, uid_a, "copy A")
+    for n, (src, px) in enumerate(slices[2:5]):
+        _write_slice(src, px, two / f"b{n}.dcm", study, uid_b, "copy B")
+    uneven = out / "dicom_uneven_spacing"
+    uneven.mkdir()
+    uid_c = generate_uid(entropy_srcs=["textseg-bad-inputs-series-c"])
+    for idx in (0, 1, 2, 5):  # gaps 2, 2, 6 mm
+        src, px = slices[idx]
+        _write_slice(src, px, uneven / f"s{idx}.dcm", study, uid_c)
+    noimg = out / "dicom_no_images"
+    noimg.mkdir()
+    uid_d = generate_uid(entropy_srcs=["textseg-bad-inputs-series-d"])
+    src, px = slices[0]
+    _write_slice(src, px, noimg / "header_only.dcm", study, uid_d, with_pixels=False)
+    notdicom = out / "not_dicom_folder"
+    notdicom.mkdir()
+    (notdicom / "readme.txt").write_text("This folder holds no DICOM files.\n")
+    (out / "empty_folder").mkdir()
+    (out / "empty_folder" / ".keep").write_text("")
+
+
+def main() -> None:
+    for p in HERE.iterdir():
+        if p.name == Path(__file__).name:
+            continue
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    make_files(HERE)
+    make_dicom(HERE)
+    total = sum(p.stat().st_size for p in HERE.rglob("*") if p.is_file())
+    print(f"wrote {sum(1 for _ in HERE.iterdir()) - 1} cases, {total / 1024:.0f} KiB in {HERE}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Every file of the bad-input corpus fails with its own error class and message.
+
+The corpus lives in ``Testing/Data/bad_inputs`` (regenerate it with
+``make_bad_inputs.py`` there). Each case also runs ``textseg info`` and checks
+for one error line, no traceback and a non-zero exit code.
+"""
+from __future__ import annotations
+
+import pytest
+
+from TextSegLib.cli.main import main
+from TextSegLib.errors import DicomSeriesError, GeometryError, InputFileError, VolumeTooLargeError
+from TextSegLib.io import read_volume
+
+from _io_helpers import BAD, TS
+
+CASES = [
+    ("does_not_exist.nii.gz", InputFileError, "no such file"),
+    ("empty.nii.gz", InputFileError, "empty (0 bytes)"),
+    ("truncated.nii.gz", InputFileError, "truncated"),
+    ("truncated.nrrd", InputFileError, "truncated"),
+    ("truncated.mha", InputFileError, "truncated"),
+    ("corrupt_header.nrrd", InputFileError, "NRRD header is corrupt"),
+    ("text_named.nii", InputFileError, "not a recognised image format"),
+    ("unsupported_extension.png", InputFileError, "is not supported"),
+    ("image_2d.nii.gz", InputFileError, "2D image"),
+    ("image_4d.nii.gz", InputFileError, "4D image"),
+    ("rgb_multicomponent.nrrd", InputFileError, "3 components per voxel"),
+    ("zero_spacing.nrrd", GeometryError, "zero, negative"),
+    ("negative_spacing.mha", GeometryError, "zero, negative"),
+    ("singular_direction.nrrd", GeometryError, "direction matrix is singular"),
+    ("nan_voxels.nrrd", InputFileError, "NaN or Inf"),
+    ("inf_voxels.nii.gz", InputFileError, "NaN or Inf"),
+    ("huge_header.nhdr", VolumeTooLargeError, "TEXTSEG_MAX_VOXELS"),
+    ("missing_data_file.nhdr", InputFileError, "data file 'missing_data_file.raw' is missing"),
+    ("dicom_two_series", DicomSeriesError, "holds 2 series"),
+    ("dicom_uneven_spacing", DicomSeriesError, "unevenly spaced"),
+    ("dicom_no_images", DicomSeriesError, "no image series"),
+    ("not_dicom_folder", DicomSeriesError, "is not a DICOM folder"),
+    ("empty_folder", DicomSeriesError, "folder is empty"),
+]
+
+
+def test_corpus_is_complete_and_small():
+    entries = {p.name for p in BAD.iterdir()} - {"make_bad_inputs.py", "__pycache__"}
+    assert entries == {name for name, _, _ in CASES} - {"does_not_exist.nii.gz"}
+    total = sum(p.stat().st_size for p in BAD.rglob("*") if p.is_file())
+    assert total < 1_000_000
+
+
+@pytest.mark.parametrize("name,exc,phrase", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(name, exc, phrase, capsys):
+    path = BAD / name
+    with pytest.raises(exc) as err:
+        read_volume(path)
+    message = str(err.value)
+    assert phrase in message
+    assert name in message  # names the file or folder
+    assert err.value.hint  # says what to do
+    assert "sitk::" not in message and "itk::" not in message and ".cxx" not in message
+    capsys.readouterr()
+    code = main(["info", str(path)])
+    out, errtext = capsys.readouterr()
+    assert code != 0 and out == ""
+    assert errtext.count("\n") == 1 and errtext.startswith("textseg: error:")
+    assert "Traceback" not in errtext and phrase in errtext
+
+
+def test_voxel_limit_from_environment(monkeypatch):
+    monkeypatch.setenv("TEXTSEG_MAX_VOXELS", "1000")
+    with pytest.raises(VolumeTooLargeError, match="exceed the limit of 1,000"):
+        read_volume(TS / "example_mr_sm.nii.gz")
+    monkeypatch.setenv("TEXTSEG_MAX_VOXELS", "1000")
+    with pytest.raises(VolumeTooLargeError):
+        read_volume(TS / "example_ct_dicom")
+
+
+def test_series_uid_on_a_file():
+    with pytest.raises(InputFileError, match="single file"):
+        read_volume(TS / "example_mr_sm.nii.gz", series_uid="1.2.3")

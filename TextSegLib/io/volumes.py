@@ -1,0 +1,339 @@
+"""Read and write scalar 3D volumes: NIfTI, NRRD, MetaImage and DICOM folders.
+
+Every failure is a :class:`TextSegError` subclass naming the file, what is
+wrong and what to do; SimpleITK's own error text is never shown raw.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import GeometryError, InputFileError, OutputPathError, VolumeTooLargeError
+from ..volume import Volume, max_voxels, normalize_modality
+from ._itk import itk_reason, quiet_itk
+from .sitk_convert import from_sitk, to_sitk
+
+#: extension -> format name, for files read_volume accepts.
+READ_FORMATS = {".nii": "NIfTI", ".nii.gz": "NIfTI", ".nrrd": "NRRD", ".nhdr": "NRRD",
+                ".mha": "MetaImage", ".mhd": "MetaImage"}
+#: extension -> format name, for files write_volume produces.
+WRITE_FORMATS = {".nii": "NIfTI", ".nii.gz": "NIfTI", ".nrrd": "NRRD", ".mha": "MetaImage"}
+
+
+def extension(path: str | os.PathLike) -> str:
+    """Lower-case extension, keeping ``.nii.gz`` whole."""
+    name = Path(path).name.lower()
+    if name.endswith(".nii.gz"):
+        return ".nii.gz"
+    return Path(name).suffix
+
+
+def read_volume(path: str | os.PathLike, modality: str | None = None,
+                series_uid: str | None = None) -> Volume:
+    """Read a 3D scalar scan from a NIfTI/NRRD/MHA file or a DICOM series folder.
+
+    ``modality`` ('ct', 'mri', 'pet') overrides detection; when ``None`` it
+    comes from the DICOM Modality tag or, failing that, :func:`guess_modality`
+    (the reason is kept in ``volume.meta['modality_reason']``).
+    """
+    from .modality import guess_modality
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputFileError(f"{p}: no such file or folder.", "Check the path and its spelling.")
+    if p.is_dir():
+        from .dicom import read_dicom_series
+
+        volume = read_dicom_series(p, series_uid=series_uid)
+    else:
+        if series_uid:
+            raise InputFileError(
+                f"{p.name}: a series UID was given but this is a single file, not a DICOM folder.",
+                "Drop the series UID, or pass the folder that holds the DICOM series.",
+            )
+        volume = _read_file(p)
+    volume.meta.setdefault("source", str(p))
+    if modality is not None and modality != "":
+        volume.modality = normalize_modality(modality)
+        volume.meta["modality_reason"] = "given by the user"
+    else:
+        volume.modality, volume.meta["modality_reason"] = guess_modality(volume)
+    return volume
+
+
+def _read_file(p: Path) -> Volume:
+    ext = extension(p)
+    if ext not in READ_FORMATS:
+        hint = "Pass the folder that holds the series, not one file." if ext in (".dcm", ".ima") else \
+            "Convert it to NIfTI (.nii.gz), NRRD (.nrrd) or MetaImage (.mha), or pass a DICOM folder."
+        raise InputFileError(f"{p.name}: file type {ext or '(no extension)'!r} is not supported.", hint)
+    kind = READ_FORMATS[ext]
+    size = p.stat().st_size
+    if size == 0:
+        raise InputFileError(f"{p.name}: the file is empty (0 bytes).", "Export or copy the scan again.")
+    if kind == "NRRD":
+        _check_nrrd_header(p)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
+    with quiet_itk():
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as exc:
+            reason = itk_reason(exc)
+            if "Unable to determine ImageIO" in reason:
+                reason = "its content is not a recognised image format"
+            raise InputFileError(
+                f"{p.name}: cannot be read as a {kind} image ({reason}).",
+                f"Check that it really is a {kind} file and opens in another viewer, or export it again.",
+            ) from None
+    _check_information(p, reader)
+    if kind == "NIfTI":
+        _check_nifti(p)
+    with quiet_itk() as captured:
+        try:
+            img = reader.Execute()
+        except RuntimeError as exc:
+            error = exc
+        else:
+            error = None
+    if error is not None:
+        reason = itk_reason(error, captured)
+        if re.search(r"not read completely|but received|fread got only|unexpected end|premature", reason, re.I):
+            raise InputFileError(f"{p.name}: the file is truncated (its voxel data ends early).",
+                                 "The download or copy was incomplete; copy or export it again.")
+        raise InputFileError(
+            f"{p.name}: the voxel data cannot be read ({reason}).",
+            "The file may be truncated or corrupt; export or copy it again.",
+        ) from None
+    volume = from_sitk(img, name=p.name)
+    volume.validate(check_values=True)
+    volume.meta.update({"format": kind, "file_bytes": size})
+    return volume
+
+
+def _check_size(name: str, shape: tuple[int, ...]) -> None:
+    n = int(np.prod([int(s) for s in shape], dtype=np.int64))
+    if n > max_voxels():
+        raise VolumeTooLargeError(
+            f"{name}: {n:,} voxels {tuple(shape)} exceed the limit of {max_voxels():,}.",
+            "Crop or downsample the scan, or raise the TEXTSEG_MAX_VOXELS environment variable.",
+        )
+
+
+def _check_information(p: Path, reader: sitk.ImageFileReader) -> None:
+    dim, size = reader.GetDimension(), reader.GetSize()
+    if dim != 3:
+        what = "a 2D image" if dim == 2 else f"a {dim}D image (e.g. a time series)"
+        raise InputFileError(
+            f"{p.name}: is {what} of size {size}; TextSeg needs one 3D scan.",
+            "Pass a 3D volume (for 4D data, extract one 3D frame first).",
+        )
+    if reader.GetNumberOfComponents() != 1:
+        raise InputFileError(
+            f"{p.name}: has {reader.GetNumberOfComponents()} components per voxel (colour or vector image); TextSeg needs a scalar (grayscale) volume.",
+            "Convert it to a single-channel volume first.",
+        )
+    _check_size(p.name, size)
+    spacing = np.asarray(reader.GetSpacing(), dtype=np.float64)
+    if np.any(~np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise GeometryError(
+            f"{p.name}: voxel spacing {tuple(float(s) for s in spacing)} has a zero, negative or invalid value.",
+            "Fix the spacing in the file header (all three must be > 0 mm).",
+        )
+    direction = np.asarray(reader.GetDirection(), dtype=np.float64).reshape(3, 3)
+    det = np.linalg.det(direction) if np.all(np.isfinite(direction)) else 0.0
+    if abs(det) < 1e-3:
+        raise GeometryError(
+            f"{p.name}: the direction matrix is singular (determinant {det:.3g}): two image axes point the same way.",
+            "Fix the direction cosines / space directions in the file header.",
+        )
+
+
+def _check_nrrd_header(p: Path) -> None:
+    import nrrd
+
+    try:
+        header = nrrd.read_header(str(p))
+    except Exception as exc:  # pynrrd raises NRRDError or ValueError on bad fields
+        raise InputFileError(
+            f"{p.name}: the NRRD header is corrupt ({str(exc).splitlines()[0][:200]}).",
+            "Fix the header fields or export the volume again.",
+        ) from None
+    sizes = header.get("sizes")
+    if sizes is not None:
+        kinds = header.get("kinds") or []
+        spatial = [int(s) for s, k in zip(sizes, list(kinds) + [None] * len(sizes))
+                   if k in (None, "domain", "space")]
+        _check_size(p.name, tuple(spatial))
+    data_file = header.get("data file") or header.get("datafile")
+    if data_file and not str(data_file).startswith("LIST"):
+        target = Path(str(data_file).split()[0])
+        target = target if target.is_absolute() else p.parent / target
+        if not target.exists():
+            raise InputFileError(
+                f"{p.name}: its voxel data file {target.name!r} is missing (the .nhdr holds only the header).",
+                "Keep the .nhdr and its data file together in one folder.",
+            )
+
+
+def _nifti_header(p: Path) -> dict | None:
+    """Fields of a NIfTI-1 header needed for the checks below (None for NIfTI-2)."""
+    try:
+        opener = gzip.open if extension(p) == ".nii.gz" else open
+        with opener(p, "rb") as f:
+            head = f.read(352)
+    except (OSError, EOFError, zlib.error):
+        raise InputFileError(f"{p.name}: the file is not valid gzip data.", "Copy or export it again.") from None
+    if len(head) < 348:
+        raise InputFileError(f"{p.name}: the file is truncated (shorter than a NIfTI header).",
+                             "Copy or export it again.")
+    endian = "<" if struct.unpack("<i", head[:4])[0] in (348, 540) else ">"
+    if struct.unpack(endian + "i", head[:4])[0] != 348:
+        return None
+    dims = struct.unpack(endian + "8h", head[40:56])
+    datatype, bitpix = struct.unpack(endian + "2h", head[70:74])
+    vox_offset = int(struct.unpack(endian + "f", head[108:112])[0])
+    ndim = max(1, min(7, dims[0]))
+    nvox = int(np.prod([max(1, d) for d in dims[1:ndim + 1]], dtype=np.int64))
+    return {"endian": endian, "datatype": datatype, "vox_offset": vox_offset,
+            "expected": vox_offset + nvox * bitpix // 8}
+
+
+def _check_nifti(p: Path) -> None:
+    """Detect truncated files and NaN/Inf voxels: ITK's NIfTI reader would
+    silently fill missing voxels and replace NaN/Inf by 0."""
+    hdr = _nifti_header(p)
+    if hdr is None:
+        return  # NIfTI-2: leave the checks to ITK
+    expected = hdr["expected"]
+    if extension(p) == ".nii":
+        actual = p.stat().st_size
+    else:
+        with open(p, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            isize = struct.unpack("<I", f.read(4))[0]
+        actual = expected if isize == expected % 2**32 else _gunzip_length(p)
+    if actual < expected:
+        raise InputFileError(
+            f"{p.name}: the file is truncated ({actual:,} of {expected:,} bytes present).",
+            "The download or copy was incomplete; copy or export it again.",
+        )
+    dtype = {16: "f4", 64: "f8"}.get(hdr["datatype"])
+    if dtype:
+        bad = _count_nonfinite(p, hdr["vox_offset"], np.dtype(hdr["endian"] + dtype))
+        if bad:
+            raise InputFileError(
+                f"{p.name}: {bad:,} voxel(s) are NaN or Inf.",
+                "Replace them (e.g. with the background value) before segmenting.",
+            )
+
+
+def _count_nonfinite(p: Path, offset: int, dtype: np.dtype) -> int:
+    opener = gzip.open if extension(p) == ".nii.gz" else open
+    bad = 0
+    chunk = dtype.itemsize * (1 << 20)
+    with opener(p, "rb") as f:
+        f.read(offset)
+        while block := f.read(chunk):
+            usable = len(block) - len(block) % dtype.itemsize
+            bad += int(np.count_nonzero(~np.isfinite(np.frombuffer(block[:usable], dtype=dtype))))
+    return bad
+
+
+def _gunzip_length(p: Path) -> int:
+    """Bytes a (possibly truncated, possibly multi-member) gzip file decompresses to."""
+    total = 0
+    dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        with open(p, "rb") as f:
+            while raw := f.read(1 << 20):
+                while raw:
+                    total += len(dec.decompress(raw))
+                    raw = dec.unused_data
+                    if raw:
+                        dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    except zlib.error:
+        pass
+    return total
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool = False,
+                      formats: dict[str, str] | None = None) -> Path:
+    """Fail early (before heavy work) if ``path`` cannot be written; returns it as a Path."""
+    p = Path(path).expanduser()
+    formats = WRITE_FORMATS if formats is None else formats
+    if p.is_dir():
+        raise OutputPathError(f"{p}: is a folder, not a file name.", "Give a file name inside it.")
+    ext = extension(p) if not p.name.lower().endswith(".seg.nrrd") else ".seg.nrrd"
+    if ext not in formats and extension(p) not in formats:
+        raise OutputPathError(
+            f"{p}: cannot write file type {ext or '(no extension)'!r}.",
+            "Use one of: " + ", ".join(sorted(formats)) + ".",
+        )
+    if p.exists() and not overwrite:
+        raise OutputPathError(f"{p}: already exists; TextSeg does not overwrite files.",
+                              "Choose a new name or delete the old file first.")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputPathError(f"{p}: the folder {parent} does not exist.", "Create it first or choose another folder.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".textseg-write-test-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputPathError(f"{p}: the folder {parent} is not writable ({exc.strerror}).",
+                              "Choose a folder you can write to.") from None
+    return p
+
+
+def _default_mode() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _default_mode()
+
+
+def atomic_replace(tmp: str | os.PathLike, target: Path) -> None:
+    """Move a finished temporary file onto ``target`` with normal file permissions
+    (``mkstemp`` creates files readable by their owner only)."""
+    os.chmod(tmp, _FILE_MODE)
+    os.replace(tmp, target)
+
+
+def write_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write a volume as NIfTI (.nii/.nii.gz), NRRD (.nrrd) or MetaImage (.mha).
+
+    The file is written beside its target and then renamed, so a failed write
+    never leaves a half-written file behind.
+    """
+    p = check_output_path(path, overwrite)
+    array = volume.array
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    elif array.dtype == np.float16:
+        array = array.astype(np.float32)
+    img = to_sitk(volume.with_array(array))
+    ext = extension(p)
+    fd, tmp = tempfile.mkstemp(prefix=".textseg-", suffix=ext, dir=p.parent)
+    os.close(fd)
+    try:
+        with quiet_itk():
+            sitk.WriteImage(img, tmp, ext in (".nii.gz", ".nrrd", ".mha"))
+        atomic_replace(tmp, p)
+    except RuntimeError as exc:
+        raise OutputPathError(f"{p}: writing failed ({itk_reason(exc)}).",
+                              "Check free disk space and permissions.") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
