@@ -1,0 +1,68 @@
+"""``textseg models``: list, download, locate and register segmentation models."""
+from __future__ import annotations
+
+import click
+
+
+@click.group("models")
+def command() -> None:
+    """Manage segmentation models (SAT-Nano, SAT-Pro, textseg-mini, your folders)."""
+
+
+@command.command("list")
+def list_cmd() -> None:
+    """Show known models and whether they are ready to use."""
+    from ..models.catalog import default_model_name, list_models
+
+    default = default_model_name()
+    rows = list_models()
+    width = max(len(r["name"]) for r in rows) + 2
+    for r in rows:
+        mark = "*" if r["name"].lower() == default.lower() else " "
+        click.echo(f"{mark} {r['name']:<{width}}{r['status']:<16}{r['path'] or r['description']}")
+    click.echo("(* = used when --model is not given; set TEXTSEG_MODEL to change it)")
+
+
+@command.command("pull")
+@click.argument("name")
+@click.option("--to", "dest", type=click.Path(file_okay=False), help="Download into this folder.")
+def pull_cmd(name: str, dest: str | None) -> None:
+    """Download model NAME (needs internet and huggingface_hub)."""
+    from ..models.catalog import pull, register
+
+    folder = pull(name, dest, echo=lambda s: click.echo(s, err=True))
+    if dest:
+        register(name, folder)
+    click.echo(str(folder))
+
+
+@command.command("path")
+@click.argument("name")
+def path_cmd(name: str) -> None:
+    """Print the folder that holds model NAME."""
+    from ..models.catalog import model_path
+
+    click.echo(str(model_path(name)))
+
+
+@command.command("register")
+@click.argument("name")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+def register_cmd(name: str, folder: str) -> None:
+    """Use the model files in FOLDER as model NAME (e.g. a manual download)."""
+    from ..models.catalog import register, textseg_home
+
+    p = register(name, folder)
+    click.echo(f"Registered {name} -> {p} (in {textseg_home() / 'models.json'})")
+
+
+@command.command("unregister")
+@click.argument("name")
+def unregister_cmd(name: str) -> None:
+    """Forget the folder registered as NAME (its files are not touched)."""
+    from ..errors import ModelError
+    from ..models.catalog import unregister
+
+    if not unregister(name):
+        raise ModelError(f"No folder is registered as {name!r}.", "See `textseg models list`.")
+    click.echo(f"Unregistered {name}")
