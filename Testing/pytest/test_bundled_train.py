@@ -1,0 +1,103 @@
+"""textseg-mini training loop (tiny model, synthetic cases) and weight files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from TextSegLib.errors import CheckpointError, ModelError
+from TextSegLib.models.bundled import cases as cases_mod
+from TextSegLib.models.bundled import trainer
+from TextSegLib.models.bundled.model import MiniConfig, MiniModel, load_weights, save_weights
+from TextSegLib.models.bundled.text import MiniQueryProvider
+
+from _bundled_helpers import synthetic_case
+
+TINY = {"stage_channels": (4, 8), "convs_per_stage": 1, "in_channels": 3, "proj_hidden": 16,
+        "query_dim": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 16, "mask_hidden": 8,
+        "patch_size": (16, 16, 16)}
+
+
+@pytest.fixture()
+def synthetic_cases(monkeypatch):
+    cs = [synthetic_case("a", seed=1), synthetic_case("b", seed=2)]
+    monkeypatch.setattr(cases_mod, "get_cases", lambda cache=None, rebuild=False: cs)
+    return cs
+
+
+def _sd(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_train_writes_model_and_resumes_reproducibly(tmp_path, synthetic_cases):
+    a = tmp_path / "a"
+    trainer.train(trainer.TrainConfig(out=str(a), steps=3, sat=dict(TINY), checkpoint_every=2), log=lambda m: None)
+    for name in ("model.safetensors", "config.json", "terms.txt", "loss_curve.png", "train_log.csv", "checkpoint.pt"):
+        assert (a / name).is_file(), name
+    model, emb = load_weights(a)
+    assert emb.shape == (len(model.config.terms), 384)
+    assert "liver" in model.config.terms and "hepatic parenchyma" in model.config.terms
+    assert model.config.concepts["ct"] == ["body", "liver", "spleen"]
+
+    # Same seed, stop after 2 steps, then resume to 3: identical to the uninterrupted run.
+    b = tmp_path / "b"
+    trainer.train(trainer.TrainConfig(out=str(b), steps=3, stop_at=2, sat=dict(TINY)), log=lambda m: None)
+    assert len((b / "train_log.csv").read_text().strip().splitlines()) == 3  # header + 2 steps
+    trainer.train(trainer.TrainConfig(out=str(b), steps=3, sat=dict(TINY)), log=lambda m: None)
+    ma, _ = load_weights(a)
+    mb, _ = load_weights(b)
+    for (k, va), vb in zip(ma.state_dict().items(), mb.state_dict().values()):
+        assert torch.allclose(va, vb, atol=2e-3), k  # float16 storage
+    assert len((b / "train_log.csv").read_text().strip().splitlines()) == 4  # header + 3 steps
+
+
+def test_loss_handles_negative_queries():
+    logits = torch.zeros(1, 2, 4, 4, 4, requires_grad=True)
+    target = torch.zeros(1, 2, 4, 4, 4)
+    target[0, 0, :2] = 1
+    valid = torch.ones(1, 4, 4, 4, dtype=torch.bool)
+    loss = trainer._loss(logits, target, valid)
+    loss.backward()
+    assert torch.isfinite(loss) and logits.grad[0, 1].sum() > 0  # empty target pushes logits down
+
+
+def test_weights_roundtrip_and_errors(tmp_path):
+    cfg = MiniConfig(sat=dict(TINY), terms=["liver", "spleen"], concepts={"ct": ["liver", "spleen"]})
+    model = MiniModel(cfg)
+    emb = np.random.default_rng(0).normal(size=(2, 384)).astype(np.float32)
+    save_weights(model, emb, tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text(cfg.to_json())
+    m2, e2 = load_weights(tmp_path)
+    np.testing.assert_allclose(e2, emb, atol=1e-2)
+    assert m2.config.terms == ["liver", "spleen"]
+
+    with pytest.raises(ModelError, match="missing"):
+        load_weights(tmp_path / "nowhere")
+    wrong = MiniConfig(sat={**TINY, "stage_channels": (4, 12)}, terms=cfg.terms, concepts=cfg.concepts)
+    (tmp_path / "config.json").write_text(wrong.to_json())
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_weights(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_weights(tmp_path)
+
+
+def test_query_provider_uses_cache_for_known_terms():
+    head = MiniModel(MiniConfig(sat=dict(TINY))).query
+    emb = np.eye(2, 384, dtype=np.float32)
+    qp = MiniQueryProvider(head, ["Liver", "spleen"], emb, {"ct": ["liver"]}, use_tree=False)
+    q = qp.get(["liver", "  SPLEEN "], "ct")
+    assert q.shape == (2, 16) and qp.minilm_calls == 0
+    assert not torch.allclose(qp.get(["liver"], "ct"), qp.get(["liver"], "mri"))  # modality embedding
+    assert qp.vocabulary("CT") == ["liver"]
+
+
+def test_largest_component_keeps_the_organ_only():
+    from TextSegLib.models.bundled.engine import SINGLE_COMPONENT, _largest_component
+
+    m = np.zeros((10, 10, 10), bool)
+    m[1:5, 1:5, 1:5] = True
+    m[8, 8, 8] = True
+    out = _largest_component(m)
+    assert out.sum() == 64 and not out[8, 8, 8]
+    assert "liver" in SINGLE_COMPONENT and "lung tumor" not in SINGLE_COMPONENT

