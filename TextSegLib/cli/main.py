@@ -17,6 +17,12 @@ from ..errors import TextSegError
 #: subcommand name -> module (relative to this package) exposing ``command``.
 SUBCOMMANDS: dict[str, str] = {
     "info": ".info",
+    "demo": ".demo",
+    "train": ".train",
+    "refine": ".refine",
+    "terms": ".terms",
+    "segment": ".segment",
+    "models": ".models",
 }
 
 
