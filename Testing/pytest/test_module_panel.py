@@ -1,0 +1,263 @@
+"""The TextSeg panel (the same code the Slicer widget uses) under PySide6, offscreen."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QT_API", "pyside6")
+
+import pytest  # noqa: E402
+
+from _module_helpers import CT_CHEST, ROOT, LungThresholdEngine  # noqa: E402
+
+QtWidgets = pytest.importorskip("Qt.QtWidgets", reason="Qt.py + PySide6 not installed")
+from Qt import QtCore, QtTest  # noqa: E402
+
+from TextSegLogicLib.completion import Suggestion, replace_fragment, vocabulary_suggester  # noqa: E402
+from TextSegPanelLib import qt_compat as qc  # noqa: E402
+from TextSegPanelLib.panel import TextSegPanel  # noqa: E402
+
+VOCAB = ["left kidney", "right kidney", "kidney cyst", "liver", "spleen", "left lung", "right lung", "left kidney"]
+
+
+@pytest.fixture(scope="module")
+def app():
+    return QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+
+
+@pytest.fixture()
+def panel(app):
+    p = TextSegPanel(suggest=vocabulary_suggester(VOCAB))
+    p.resize(400, 800)
+    p.show()
+    yield p
+    p.close()
+    p.deleteLater()
+
+
+def type_text(widget, text: str) -> None:
+    QtTest.QTest.keyClicks(widget, text)
+
+
+def test_lt_kid_suggests_left_kidney_and_pick_builds_prompt_list(panel):
+    type_text(panel.prompt_edit, "lt kid")
+    names = [s.preferred for s in panel.suggestions()]
+    assert names[0] == "left kidney" and "right kidney" not in names
+    assert qc.is_visible(panel.suggestion_list) and qc.count(panel.suggestion_list) == len(names)
+    panel.pick_suggestion(0)
+    type_text(panel.prompt_edit, "spl")
+    assert [s.preferred for s in panel.suggestions()] == ["spleen"]
+    item = panel.suggestion_list.item(0)
+    panel.suggestion_list.itemClicked.emit(item)
+    assert panel.prompts() == ["left kidney", "spleen"]
+
+
+def test_knowledge_completer_in_panel(app):
+    from TextSegLogicLib.completion import make_suggester
+
+    panel = TextSegPanel(suggest=make_suggester())
+    type_text(panel.prompt_edit, "lt kid")
+    first = panel.suggestions()[0]
+    assert first.preferred == "Left kidney" and first.region == "abdomen" and "64033007" in first.code
+    assert "Left kidney" in panel.suggestion_list.item(0).text() and "abdomen" in panel.suggestion_list.item(0).text()
+    panel.pick_suggestion(0)
+    assert panel.prompts() == ["Left kidney"]
+    panel.deleteLater()
+
+
+def test_suggestion_row_shows_synonym_preferred_region_and_code():
+    s = Suggestion("kidney", synonym="renal", region="abdomen", code="SCT:64033007")
+    assert s.display() == "renal \u2192 kidney   [abdomen \u00b7 SCT:64033007]"
+    assert replace_fragment("liver,\nlt kid", "left kidney") == "liver,\nleft kidney, "
+
+
+def test_ctrl_enter_starts_run_and_button_toggles(panel):
+    started: list[list[str]] = []
+    panel.on_run = lambda prompts: (started.append(prompts), panel.set_running(True))
+    panel.on_cancel = lambda: panel.set_running(False)
+    panel.prompt_edit.setPlainText("liver, spleen")
+    panel.activateWindow()
+    assert QtTest.QTest.qWaitForWindowActive(panel, 2000)
+    panel.prompt_edit.setFocus()
+    QtTest.QTest.keyClick(panel.prompt_edit, QtCore.Qt.Key_Return, QtCore.Qt.ControlModifier)
+    assert started == [["liver", "spleen"]]
+    assert qc.text(panel.segment_button) == "Cancel" and not qc.is_enabled(panel.prompt_edit)
+    panel.segment_button.click()
+    assert qc.text(panel.segment_button) == "Segment"
+    assert panel.run_shortcut.context() == QtCore.Qt.WidgetWithChildrenShortcut
+
+
+def test_cpu_warning_hooks_and_history(panel):
+    panel.device_combo.setCurrentIndex(3)
+    assert "slow" in qc.text(panel.device_warning)
+    panel.device_combo.setCurrentIndex(0)
+    assert qc.text(panel.device_warning) == ""
+    assert not qc.is_enabled(panel.export_button) and "after a run" in qc.tooltip(panel.export_button)
+    panel.set_server_history(["http://a:8000", "http://b:8000"])
+    assert qc.count(panel.server_combo) == 2 and qc.current_text(panel.server_combo) == "http://a:8000"
+
+
+# -- panel + controller + real MRML ------------------------------------------------------
+slicer = pytest.importorskip("slicer", reason="PyPI slicer-core is not installed")
+
+
+@pytest.fixture()
+def wired(panel):
+    from slicer_bootstrap import make_scene
+    from TextSegLogicLib import TextSegLogic
+    from TextSegLogicLib.settings import TextSegSettings
+    from TextSegPanelLib.controller import TextSegController
+
+    env = make_scene()
+    node = env.load_volume(CT_CHEST)
+    gate = threading.Event()
+    gate.set()
+    engine = LungThresholdEngine(slab=2, gate=gate)
+    logic = TextSegLogic(**env.logics(), engine=engine)
+    holder = {"seg": None, "placed": [], "clicks": ([], [], []), "node": node, "logic": logic}
+    store: dict[str, str] = {}
+    ctrl = TextSegController(
+        panel, logic, lambda: node, lambda: holder["seg"], lambda n: holder.update(seg=n),
+        settings=TextSegSettings(store),
+        test_connection=lambda url, key: (url.startswith("http"), f"Connected to {url}"),
+        place=lambda kind, on: holder["placed"].append((kind, on)),
+        refine_inputs=lambda: holder["clicks"],
+    )
+    return ctrl, engine, gate, holder
+
+
+def wait_job(app, ctrl, timeout=20.0):
+    t0 = time.time()
+    while ctrl.job is not None and not ctrl.job.done and time.time() - t0 < timeout:
+        ctrl.job.wait(0.05)
+    ctrl.poll()
+    app.processEvents()
+
+
+def test_run_progress_import_export_and_undo(app, panel, wired, tmp_path):
+    ctrl, engine, gate, holder = wired
+    panel.prompt_edit.setPlainText("left lung, right lung")
+    gate.clear()
+    panel.segment_button.click()
+    assert ctrl.job is not None and qc.text(panel.segment_button) == "Cancel"
+    gate.set()
+    while engine.tiles_run < 3:
+        time.sleep(0.005)
+    ctrl.poll()
+    assert qc.value(panel.progress_bar) > 0 and "tiles" in panel.progress_bar.format()
+    wait_job(app, ctrl)
+    assert qc.text(panel.segment_button) == "Segment"
+    status = qc.text(panel.status_label)
+    assert status.startswith("2 segment(s)") and "lung-threshold" in status
+    assert holder["seg"].GetSegmentation().GetNumberOfSegments() == 2
+    assert qc.is_enabled(panel.undo_button) and qc.is_enabled(panel.export_button)
+    out = tmp_path / "lungs"
+    ctrl.export(str(out))
+    assert qc.text(panel.status_label) == f"Saved {out}.seg.nrrd"
+    import slicerio
+
+    assert [s["name"] for s in slicerio.read_segmentation(f"{out}.seg.nrrd")["segments"]] == ["Left lung", "Right lung"]
+    ctrl.export(str(out) + ".seg.nrrd")
+    assert "already exists" in qc.text(panel.status_label)
+    panel.undo_button.click()
+    assert holder["seg"].GetSegmentation().GetNumberOfSegments() == 0
+
+
+def test_cancel_from_button_stops_promptly(app, panel, wired):
+    ctrl, engine, gate, holder = wired
+    panel.prompt_edit.setPlainText("left lung")
+    gate.clear()
+    QtTest.QTest.mouseClick(panel.segment_button, QtCore.Qt.LeftButton)
+    QtTest.QTest.mouseClick(panel.segment_button, QtCore.Qt.LeftButton)  # now "Cancel"
+    gate.set()
+    wait_job(app, ctrl)
+    assert engine.tiles_run <= 1
+    assert "Cancelled" in qc.text(panel.status_label) and holder["seg"] is None
+    assert qc.text(panel.segment_button) == "Segment"
+
+
+def test_vocabulary_hint_and_test_connection(app, panel, wired):
+    ctrl, engine, gate, holder = wired
+    assert panel.modality_combo.itemText(0) == "Auto (CT)"
+    panel.prompt_edit.setPlainText("left lung, liver, ")
+    hint = qc.text(panel.hint_label)
+    assert "\u201cliver\u201d is not a trained term" in hint and "left lung" not in hint
+    panel.prompt_edit.setPlainText("left lnug, ")  # the knowledge tree forgives the typo
+    assert qc.text(panel.hint_label) == ""
+    panel.server_combo.setEditText("http://gpu-box:8000")
+    panel.test_connection_button.click()
+    assert qc.text(panel.status_label) == "Connected to http://gpu-box:8000"
+    assert ctrl.settings.server_history() == ["http://gpu-box:8000"]
+    panel.device_combo.setCurrentIndex(2)
+    assert ctrl.settings.device == "mps"
+
+
+def test_refine_section_refines_last_run_segment(app, panel, wired):
+    pytest.importorskip("TextSegLib.refine", reason="TextSegLib.refine is not installed")
+    import numpy as np
+
+    ctrl, engine, gate, holder = wired
+    assert qc.is_enabled(panel.refine_button)
+    panel.prompt_edit.setPlainText("right lung")
+    panel.segment_button.click()
+    wait_job(app, ctrl)
+    assert qc.count(panel.refine_segment_combo) == 1 and qc.current_text(panel.refine_segment_combo) == "Right lung"
+    panel.negative_button.click()
+    assert holder["placed"] == [("negative", True)]
+    seg, logic, node = holder["seg"], holder["logic"], holder["node"]
+    sid = qc.current_data(panel.refine_segment_combo)
+    from TextSegLogicLib import mrml_io
+
+    vol = logic.volume(node)
+    mask = mrml_io.segment_array_ijk(logic.segmentations_logic, seg, sid, vol)
+    inside = np.argwhere(mask)[len(np.argwhere(mask)) // 2]
+    holder["clicks"] = ([], [tuple(vol.ijk_to_ras_points(inside)[0])], [])
+    panel.refine_button.click()
+    assert qc.text(panel.status_label).startswith("Refined (segment updated)")
+    assert not mrml_io.segment_array_ijk(logic.segmentations_logic, seg, sid, vol)[tuple(inside)]
+    panel.refine_undo_button.click()
+    assert mrml_io.segment_array_ijk(logic.segmentations_logic, seg, sid, vol)[tuple(inside)]
+
+
+def test_unavailable_model_is_explained(app, panel):
+    from slicer_bootstrap import make_scene
+    from TextSegLogicLib import TextSegLogic, engines
+    from TextSegPanelLib.controller import TextSegController
+
+    env = make_scene()
+    node = env.load_volume(CT_CHEST)
+    ctrl = TextSegController(panel, TextSegLogic(**env.logics()), lambda: node, lambda: None)
+    ok, reason = engines.available("remote")
+    if ok:
+        pytest.skip("a remote engine is installed")
+    panel.model_combo.setCurrentIndex(panel.model_combo.findData("remote"))
+    panel.prompt_edit.setPlainText("liver")
+    panel.segment_button.click()
+    assert ctrl.job is None and qc.text(panel.status_label) == reason
+    assert panel.model_combo.itemData(panel.model_combo.findData("remote"), QtCore.Qt.ToolTipRole) == reason
+
+
+def test_panel_screenshot(app):
+    """Writes Resources/Screenshots/panel.png (the README links it)."""
+    from TextSegLogicLib.completion import make_suggester
+
+    panel = TextSegPanel(suggest=make_suggester())
+    panel.resize(400, 820)
+    panel.volume_combo.addItem("CTChest4")
+    panel.segmentation_combo.addItem("CTChest4 TextSeg")
+    panel.segmentation_combo.setCurrentIndex(1)
+    panel.device_combo.setCurrentIndex(3)
+    panel.server_combo.setEditText("http://gpu-server:8000")
+    panel.show_finished("2 segment(s) in 3.1 s (+0.02 s import) with SAT-Nano.")
+    panel.undo_button.setEnabled(True)
+    type_text(panel.prompt_edit, "left lung, right lung, lt kid")
+    panel.show()
+    app.processEvents()
+    out = ROOT / "Resources" / "Screenshots" / "panel.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    assert panel.grab().save(str(out))
+    assert out.stat().st_size > 5000
+    panel.close()
+    panel.deleteLater()

@@ -1,0 +1,338 @@
+"""TextSeg: text-prompted segmentation of CT, MRI and PET in 3D Slicer.
+
+Module layout (Slicer conventions):
+  TextSeg        module description
+  TextSegWidget  thin: wires the .ui and the plain-Qt panel to the logic
+  TextSegLogic   no Qt: TextSegLogicLib.logic.TextSegLogic + parameter node
+  TextSegTest    end-to-end test inside a running Slicer
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated, Any
+
+import slicer
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+from TextSegLogicLib.logic import TextSegLogic as _CoreLogic  # noqa: E402
+
+
+class TextSeg(ScriptedLoadableModule):
+    """Module description shown in Slicer's module list and help panel."""
+
+    def __init__(self, parent: Any) -> None:
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "TextSeg"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["TextSeg developers"]
+        self.parent.helpText = (
+            "Segment CT, MRI and PET from text prompts such as <i>liver, left kidney, spleen</i> "
+            "with SAT models (Zhao et al., <i>One Model to Rule them All</i>). Each prompt becomes one "
+            "segment with its coded terminology and recommended colour. Press Ctrl+Enter in the prompt "
+            "box to run. Segments you made or edited are never overwritten. "
+            "See <a href='https://github.com/textseg/TextSeg'>the documentation</a>."
+        )
+        self.parent.acknowledgementText = (
+            "Built on SAT (Zhao Z. et al., 'One Model to Rule them All: Towards Universal Segmentation "
+            "for Medical Images with Text Prompts') and on 3D Slicer's segmentation and terminology "
+            "infrastructure. Test data from TotalSegmentator and slicerio."
+        )
+
+
+@parameterNodeWrapper
+class TextSegParameterNode:
+    """Module state saved with the scene."""
+
+    inputVolume: slicer.vtkMRMLScalarVolumeNode
+    outputSegmentation: slicer.vtkMRMLSegmentationNode
+    prompts: str = ""
+    modality: Annotated[str, Choice(["", "ct", "mri", "pet"])] = ""
+    model: Annotated[str, Choice(["bundled", "sat-nano", "sat-pro", "remote"])] = "bundled"
+    device: Annotated[str, Choice(["auto", "cuda", "mps", "cpu"])] = "auto"
+
+
+class TextSegLogic(ScriptedLoadableModuleLogic, _CoreLogic):
+    """The Qt-free logic bound to the application scene; usable from the Python console."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        _CoreLogic.__init__(self, **kwargs)
+
+    def getParameterNode(self) -> TextSegParameterNode:
+        return TextSegParameterNode(super().getParameterNode())
+
+
+class QSettingsStore:
+    """Mapping view of Slicer's user settings for TextSegSettings."""
+
+    def __init__(self) -> None:
+        self.qsettings = slicer.app.userSettings()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.qsettings.value(key)
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> Any:
+        return self.qsettings.value(key)
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self.qsettings.setValue(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.qsettings.remove(key)
+
+    def __iter__(self):
+        return iter(self.qsettings.allKeys())
+
+    def __len__(self) -> int:
+        return len(self.qsettings.allKeys())
+
+
+class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Thin GUI: loads the .ui, hosts the panel, and hands everything to the controller."""
+
+    def __init__(self, parent: Any = None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic: TextSegLogic | None = None
+        self._parameterNode: TextSegParameterNode | None = None
+        self._depsChecked = False
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        from TextSegLogicLib.completion import make_suggester
+        from TextSegLogicLib.settings import TextSegSettings
+        from TextSegPanelLib.controller import TextSegController
+        from TextSegPanelLib.panel import TextSegPanel
+
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/TextSeg.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = TextSegLogic()
+        self.panel = TextSegPanel(suggest=make_suggester())
+        # Slicer node selectors replace the panel's plain combo boxes.
+        self.panel.volume_combo.hide()
+        self.panel.volume_slot.addWidget(self.ui.inputVolumeSelector)
+        self.panel.segmentation_combo.hide()
+        self.panel.segmentation_slot.addWidget(self.ui.outputSegmentationSelector)
+        self.ui.panelHost.layout().addWidget(self.panel)
+
+        self.controller = TextSegController(
+            self.panel,
+            self.logic,
+            volume_node=lambda: self.ui.inputVolumeSelector.currentNode(),
+            segmentation_node=lambda: self.ui.outputSegmentationSelector.currentNode(),
+            set_segmentation_node=lambda node: self.ui.outputSegmentationSelector.setCurrentNode(node),
+            settings=TextSegSettings(QSettingsStore()),
+            ask_consent=self._askUploadConsent,
+            test_connection=_remote_test_connection(),
+            dicom_modality=_dicom_modality,
+            place=self._placeMarkups,
+            refine_inputs=self._refineInputs,
+        )
+        self.ui.inputVolumeSelector.currentNodeChanged.connect(self.controller.volume_changed)
+        self.panel.prompt_edit.textChanged.connect(self._updateParameterNodeFromPanel)
+        self.panel.model_combo.currentIndexChanged.connect(self._updateParameterNodeFromPanel)
+        self.panel.modality_combo.currentIndexChanged.connect(self._updateParameterNodeFromPanel)
+        self.panel.device_combo.currentIndexChanged.connect(self._updateParameterNodeFromPanel)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.initializeParameterNode()
+
+    # -- lifecycle ------------------------------------------------------------------
+    def enter(self) -> None:
+        self.initializeParameterNode()
+        if not self._depsChecked:
+            self._depsChecked = True
+            self._checkDependencies()
+
+    def exit(self) -> None:
+        if self._parameterNode and getattr(self, "_parameterNodeGuiTag", None) is not None:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+
+    def cleanup(self) -> None:
+        self.removeObservers()
+        if self.controller.job is not None:
+            self.controller.job.cancel()
+
+    def onSceneStartClose(self, caller: Any, event: Any) -> None:
+        if self.controller.job is not None:
+            self.controller.job.cancel()  # its result would refer to nodes that are going away
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller: Any, event: Any) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if first:
+                self._parameterNode.inputVolume = first
+
+    def setParameterNode(self, node: TextSegParameterNode | None) -> None:
+        if self._parameterNode and getattr(self, "_parameterNodeGuiTag", None) is not None:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+        self._parameterNode = node
+        if node:
+            self._parameterNodeGuiTag = node.connectGui(self.ui)
+            self.panel.prompt_edit.setPlainText(node.prompts)
+
+    def _updateParameterNodeFromPanel(self, *_: Any) -> None:
+        from TextSegPanelLib import qt_compat as qc
+
+        p = self._parameterNode
+        if p is None:
+            return
+        p.prompts = qc.plain_text(self.panel.prompt_edit)
+        p.model = qc.current_data(self.panel.model_combo)
+        p.modality = qc.current_data(self.panel.modality_combo) or ""
+        p.device = qc.current_data(self.panel.device_combo)
+
+    # -- Slicer-only services given to the controller ----------------------------------
+    def _askUploadConsent(self, url: str) -> tuple[bool, bool]:
+        import qt
+
+        box = qt.QMessageBox(slicer.util.mainWindow())
+        box.setWindowTitle("Send image to server?")
+        box.setText(f"The selected volume will be uploaded to {url} for segmentation. Continue?")
+        box.setStandardButtons(qt.QMessageBox.Yes | qt.QMessageBox.No)
+        remember = qt.QCheckBox("Don't ask again for this server")
+        box.setCheckBox(remember)
+        allowed = box.exec_() == qt.QMessageBox.Yes
+        return allowed, bool(remember.checked)
+
+    def _markupsNode(self, kind: str) -> Any:
+        """The markups node holding 'positive' / 'negative' clicks or the refinement 'box'."""
+        name = f"TextSeg {kind}"
+        node = slicer.mrmlScene.GetFirstNodeByName(name)
+        if node is None:
+            cls = "vtkMRMLMarkupsROINode" if kind == "box" else "vtkMRMLMarkupsFiducialNode"
+            node = slicer.mrmlScene.AddNewNodeByClass(cls, name)
+            node.CreateDefaultDisplayNodes()
+            rgb = {"positive": (0.1, 0.8, 0.2), "negative": (0.9, 0.15, 0.1), "box": (0.95, 0.8, 0.1)}[kind]
+            node.GetDisplayNode().SetSelectedColor(*rgb)
+        return node
+
+    def _placeMarkups(self, kind: str, active: bool) -> None:
+        """Start (or stop) placing refinement clicks / the box in the views."""
+        interaction = slicer.app.applicationLogic().GetInteractionNode()
+        if not active:
+            interaction.SetCurrentInteractionMode(interaction.ViewTransform)
+            return
+        node = self._markupsNode(kind)
+        selection = slicer.app.applicationLogic().GetSelectionNode()
+        selection.SetReferenceActivePlaceNodeClassName(node.GetClassName())
+        selection.SetActivePlaceNodeID(node.GetID())
+        interaction.SetPlaceModePersistence(kind != "box")
+        interaction.SetCurrentInteractionMode(interaction.Place)
+
+    def _refineInputs(self) -> tuple[list, list, list]:
+        from TextSegLogicLib.refinement import markup_points_ras, roi_box_ras
+
+        def find(kind: str) -> Any:
+            return slicer.mrmlScene.GetFirstNodeByName(f"TextSeg {kind}")
+
+        return markup_points_ras(find("positive")), markup_points_ras(find("negative")), roi_box_ras(find("box"))
+
+    def _checkDependencies(self) -> None:
+        from TextSegLogicLib.deps import install_missing, missing_requirements
+
+        missing = missing_requirements()
+        if not missing:
+            return
+
+        def install_torch(requirement: str) -> Any:
+            try:
+                import PyTorchUtils
+            except ImportError:
+                slicer.util.errorDisplay("TextSeg needs the PyTorch extension: install it from the Extensions Manager.")
+                return None
+            return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=requirement[len("torch"):])
+
+        with slicer.util.tryWithErrorDisplay("Installing TextSeg's Python dependencies failed.", waitCursor=True):
+            install_missing(missing, slicer.util.confirmOkCancelDisplay, slicer.util.pip_install, install_torch)
+
+
+def _dicom_modality(volume_node: Any) -> str:
+    """The DICOM Modality tag (0008,0060) of a volume loaded from DICOM, else ''."""
+    uids = volume_node.GetAttribute("DICOM.instanceUIDs") if volume_node else None
+    db = getattr(slicer, "dicomDatabase", None)
+    if not uids or db is None:
+        return ""
+    return db.fileValue(db.fileForInstance(uids.split()[0]), "0008,0060") or ""
+
+
+def _remote_test_connection() -> Any:
+    try:
+        from TextSegLib.remote import test_connection  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return test_connection
+
+
+class TextSegTest(ScriptedLoadableModuleTest):
+    """Same scenario as the headless tests, inside a running Slicer."""
+
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_lungs_from_text()
+
+    def _engine(self) -> Any:
+        try:
+            from TextSegLib.models.bundled import load_bundled_engine
+
+            return load_bundled_engine()
+        except Exception as exc:  # fall back to the test engine from the source tree
+            logging.info(f"Bundled model unavailable ({exc}); using the threshold test engine.")
+            sys.path.insert(0, os.path.join(_HERE, "..", "Testing", "pytest"))
+            from _module_helpers import LungThresholdEngine
+
+            return LungThresholdEngine()
+
+    def test_lungs_from_text(self) -> None:
+        self.delayDisplay("Segmenting 'left lung, right lung'")
+        path = os.path.join(_HERE, "..", "Testing", "Data", "slicerio", "CTChest4.nrrd")
+        if os.path.exists(path):
+            volume = slicer.util.loadVolume(path)
+        else:
+            import SampleData
+
+            volume = SampleData.downloadSample("CTChest")
+        logic = TextSegLogic(engine=self._engine())
+        seg = logic.segment(volume, "left lung, right lung")
+        segmentation = seg.GetSegmentation()
+        names = sorted(segmentation.GetNthSegment(i).GetName().lower() for i in range(segmentation.GetNumberOfSegments()))
+        self.assertEqual(names, ["left lung", "right lung"])
+        for i in range(segmentation.GetNumberOfSegments()):
+            self.assertIn("Lung", segmentation.GetNthSegment(i).GetTerminology())
+        user = segmentation.AddEmptySegment("", "my segment")
+        logic.segment(volume, "left lung", seg)
+        self.assertIsNotNone(segmentation.GetSegment(user))
+        self.assertEqual(segmentation.GetNumberOfSegments(), 3)
+        self.assertTrue(logic.undo(seg))
+        self.delayDisplay("Test passed")
+
