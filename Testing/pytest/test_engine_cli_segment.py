@@ -29,12 +29,12 @@ def test_segment_fixture_ct_end_to_end(model_dir, tmp_path, monkeypatch, capsys)
     seg = read_seg_nrrd(out)
     assert seg.shape == src.shape
     assert np.allclose(seg.ijk_to_ras, src.ijk_to_ras, atol=1e-4)
-    assert seg.names == ["liver", "left kidney"]
+    assert seg.names == ["Liver", "Left kidney"]  # named by the preferred term
     assert all(s.mask.any() for s in seg)  # formula weights saturate: mostly foreground
     assert all(s.color is not None for s in seg)
     try:  # the knowledge tree (another area) supplies coded terminology when present
         from TextSegLib.knowledge import resolve  # noqa: F401
-        assert "Liver" in seg["liver"].terminology
+        assert "Liver" in seg["Liver"].terminology
     except ImportError:
         pass
     assert "6 of 6 tiles" in err or "tiles run" in err
@@ -81,7 +81,7 @@ def test_default_model_is_the_bundled_one(tmp_path, monkeypatch, capsys):
     from TextSegLib.io import read_seg_nrrd
 
     seg = read_seg_nrrd(out)
-    assert seg.shape == read_nifti(ct).shape and seg.names == ["liver"]
+    assert seg.shape == read_nifti(ct).shape and seg.names == ["Liver"]
 
 
 def test_segment_with_roi_leaves_the_rest_empty(model_dir, tmp_path, capsys):
@@ -96,7 +96,7 @@ def test_segment_with_roi_leaves_the_rest_empty(model_dir, tmp_path, capsys):
     rc = main(["segment", str(ct), "-p", "liver", "--model-path", str(model_dir), "--device", "cpu",
                "--modality", "ct", f"--roi={roi}", "-o", str(out), "--quiet"])
     assert rc == 0, capsys.readouterr().err
-    mask = read_seg_nrrd(out)["liver"].mask
+    mask = read_seg_nrrd(out)["Liver"].mask
     inside = np.zeros(mask.shape, bool)
     inside[49:72, 39:62, 9:22] = True  # the box plus one voxel of interpolation margin
     assert mask.any() and not mask[~inside].any()

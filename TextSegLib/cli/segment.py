@@ -34,7 +34,7 @@ def describe_prompts(prompts: Sequence[str], modality: str, vocabulary: list[str
     rng = random.Random(0)
     out, warnings = [], []
     for text in prompts:
-        info = {"name": text, "terminology": "", "color": None, "concept_id": None}
+        info = {"prompt": text, "name": text, "terminology": "", "color": None, "concept_id": None}
         if resolve is not None:
             try:
                 res = resolve(text, modality, vocabulary=vocabulary or None)
@@ -42,6 +42,8 @@ def describe_prompts(prompts: Sequence[str], modality: str, vocabulary: list[str
                 info["color"] = getattr(res, "color", None)
                 concept = getattr(res, "concept", None)
                 info["concept_id"] = getattr(concept, "id", None) if concept is not None else None
+                if concept is not None and getattr(concept, "name", ""):
+                    info["name"] = concept.name  # segments are named by the preferred term
                 if vocabulary and getattr(res, "in_vocabulary", True) is False:
                     near = [getattr(c, "name", str(c)) for c in (getattr(res, "nearest", None) or [])][:3]
                     warnings.append(f"{text!r} is not a term this model was trained on"
@@ -120,7 +122,7 @@ def command(image: str, prompts: tuple[str, ...], output: str, model_name: str |
 
     seg = Segmentation(volume)
     for d in described:
-        key = d["name"]
+        key = d["prompt"]
         seg.add(Segment(d["name"], result.masks[key], terminology=d["terminology"], color=d["color"],
                         concept_id=d["concept_id"]), on_conflict="rename")
     written = write_nifti_labels(seg, out, overwrite) if is_nifti_out else [write_seg_nrrd(seg, out, overwrite)]
@@ -131,7 +133,8 @@ def command(image: str, prompts: tuple[str, ...], output: str, model_name: str |
                f"({result.info.get('tiles_run', '?')} of {result.info.get('tiles_total', '?')} tiles run) "
                f"with {engine.name} on {result.info.get('device', '?')}", err=True)
     for d in described:
-        n = int(result.masks[d["name"]].sum())
-        click.echo(f"  {d['name']}: {n:,} voxels", err=True)
+        n = int(result.masks[d["prompt"]].sum())
+        label = d["name"] if d["name"] == d["prompt"] else f"{d['name']} (\"{d['prompt']}\")"
+        click.echo(f"  {label}: {n:,} voxels", err=True)
     for p in written:
         click.echo(str(p))
