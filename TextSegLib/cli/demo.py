@@ -114,9 +114,10 @@ def command(out_dir: str, prompts: tuple[str, ...], model_path: str | None, thre
     seg = Segmentation(volume)
     colors = {}
     for d in described:
-        s = seg.add(Segment(d["name"], result.masks[d["name"]], terminology=d["terminology"], color=d["color"],
+        key = d.get("prompt", d["name"])  # masks are keyed by the prompt as typed
+        s = seg.add(Segment(d["name"], result.masks[key], terminology=d["terminology"], color=d["color"],
                             concept_id=d["concept_id"]), on_conflict="rename")
-        colors[d["name"]] = tuple(s.color) if getattr(s, "color", None) else d["color"]
+        colors[key] = tuple(s.color) if getattr(s, "color", None) else d["color"]
     write_seg_nrrd(seg, paths["seg"], overwrite)
 
     voxel_ml = float(np.prod(volume.spacing)) / 1000.0
