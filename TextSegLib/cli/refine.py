@@ -1,0 +1,69 @@
+"""``textseg refine IMAGE MASK``: edit a mask with clicks and boxes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ..errors import OutputPathError
+
+
+def _numbers(text: str, n: int, option: str) -> list[float]:
+    parts = [p for p in text.replace(";", ",").split(",") if p.strip()]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a list of numbers.", param_hint=option) from None
+    if len(values) != n:
+        raise click.BadParameter(f"{text!r} has {len(values)} numbers; {n} are needed.", param_hint=option)
+    return values
+
+
+@click.command("refine")
+@click.argument("image", type=click.Path(dir_okay=True, path_type=Path))
+@click.argument("mask", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--pos", "pos", multiple=True, metavar="X,Y,Z", help="Positive click (repeatable).")
+@click.option("--neg", "neg", multiple=True, metavar="X,Y,Z", help="Negative click (repeatable).")
+@click.option("--box", "box", multiple=True, metavar="X0,Y0,Z0,X1,Y1,Z1",
+              help="Box corners (repeatable); flat along one axis = a box on one slice.")
+@click.option("--ijk", is_flag=True, help="Coordinates are voxel indices (I,J,K), not RAS mm.")
+@click.option("--label", type=int, default=None, help="Label value to edit in a multi-label MASK.")
+@click.option("--roi-margin", type=float, default=60.0, show_default=True, help="ROI margin around clicks (mm).")
+@click.option("--engine", type=click.Choice(["builtin", "nninteractive"]), default="builtin", show_default=True,
+              help="Refinement engine (nnInteractive weights are non-commercial, CC BY-NC-SA 4.0).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output label file (.nii.gz, .nrrd).")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists (never MASK itself).")
+def command(image: Path, mask: Path, pos: tuple[str, ...], neg: tuple[str, ...], box: tuple[str, ...],
+            ijk: bool, label: int | None, roi_margin: float, engine: str, output: Path, overwrite: bool) -> None:
+    """Refine MASK (a label file on IMAGE's grid) and write the result to OUTPUT."""
+    from ..refine import refine
+    from ..refine.files import read_image, read_mask, write_labels
+
+    positives = [_numbers(p, 3, "--pos") for p in pos]
+    negatives = [_numbers(p, 3, "--neg") for p in neg]
+    boxes = [np.reshape(_numbers(b, 6, "--box"), (2, 3)) for b in box]
+    if not (positives or negatives or boxes):
+        raise click.UsageError("Give at least one --pos, --neg or --box.")
+    if output.resolve() == mask.resolve():
+        raise OutputPathError(f"{output}: is the input mask.", "Write to a new file; TextSeg never overwrites inputs.")
+    vol = read_image(image)
+    current, labels, ref_img = read_mask(mask, vol, label)
+    res = refine(vol, current, positives, negatives, boxes, points_space="ijk" if ijk else "ras",
+                 engine=engine, roi_margin_mm=roi_margin)
+    if label is None:
+        out = res.mask.astype(labels.dtype if labels.dtype.kind in "iu" else np.uint8)
+    else:
+        out = labels.copy()
+        out[current & ~res.mask] = 0
+        out[res.mask] = label
+    write_labels(output, out, ref_img, overwrite=overwrite)
+    changed = int(np.count_nonzero(current != res.mask))
+    click.echo(json.dumps({
+        "output": str(output), "changed_voxels": changed,
+        "changed_box": None if res.changed_box is None else [list(res.changed_box[0]), list(res.changed_box[1])],
+        "voxels_before": int(current.sum()), "voxels_after": int(res.mask.sum()),
+        "engine": res.info["engine"], "seconds": round(res.info["seconds"], 3),
+    }))
