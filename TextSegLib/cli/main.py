@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "terms": ".terms",
     "segment": ".segment",
     "models": ".models",
+    "serve": ".serve",
 }
 
 

@@ -69,9 +69,11 @@ def describe_prompts(prompts: Sequence[str], modality: str, vocabulary: list[str
 @click.option("--nifti", is_flag=True, help="Also write a NIfTI label map + labels CSV next to the output.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--server", help="Run on a `textseg serve` server at this URL instead of locally.")
+@click.option("--api-key", envvar="TEXTSEG_API_KEY", help="API key for --server (or set TEXTSEG_API_KEY).")
 def command(image: str, prompts: tuple[str, ...], output: str, model_name: str | None, model_path: str | None,
             device: str, precision: str, modality: str | None, roi: str | None, nifti: bool,
-            overwrite: bool, quiet: bool) -> None:
+            overwrite: bool, quiet: bool, server: str | None = None, api_key: str | None = None) -> None:
     """Segment the structures named by the prompts in IMAGE (file or DICOM folder)."""
     from ..io import check_output_path, read_volume, write_nifti_labels, write_seg_nrrd
     from ..models.catalog import load_engine
@@ -92,7 +94,12 @@ def command(image: str, prompts: tuple[str, ...], output: str, model_name: str |
     if not modality and volume.meta.get("modality_reason"):
         click.echo(f"Modality: {volume.modality} ({volume.meta['modality_reason']}); override with --modality.",
                    err=True)
-    engine = load_engine(model_name, model_path, device=device, precision=precision)
+    if server:
+        from ..remote import RemoteEngine
+
+        engine = RemoteEngine(server, api_key=api_key)
+    else:
+        engine = load_engine(model_name, model_path, device=device, precision=precision)
     texts = list(dict.fromkeys(p.strip() for p in prompts if p.strip()))
     described, warnings = describe_prompts(texts, volume.modality, engine.vocabulary(volume.modality))
     for w in warnings:

@@ -1,0 +1,233 @@
+"""Wire format of the TextSeg remote server (version 1). No pickle anywhere.
+
+A message (request or result) is one binary body::
+
+    b"TXSG" | uint32 little-endian header length | UTF-8 JSON header | payload
+
+Segment request header: ``version``, ``shape`` (3 ints, I J K), ``dtype``
+(a little-endian numpy scalar type from :data:`DTYPES`), ``ijk_to_ras``
+(4×4 finite numbers), ``modality``, ``prompts`` (list of str), ``roi_ras``
+(``[[R,A,S],[R,A,S]]`` or null), ``probabilities`` (bool) and
+``compression`` ("none" or "zlib"). The payload is the array in Fortran
+order (I fastest, like NIfTI/NRRD), optionally zlib-compressed.
+
+Result header: ``shape``, ``masks`` / ``probabilities`` (lists of
+``{"prompt", "offset", "nbytes"}`` into the decompressed payload),
+``timings`` and ``info``. Masks are ``numpy.packbits`` of the Fortran-order
+bool array; probabilities are uint8 (value/255).
+"""
+from __future__ import annotations
+
+import json
+import math
+import struct
+import zlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import RemoteError
+from ..volume import MODALITIES, Volume
+
+MAGIC = b"TXSG"
+VERSION = 1
+CONTENT_TYPE = "application/x-textseg"
+#: numpy dtype names accepted on the wire (always little-endian).
+DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+MAX_HEADER_BYTES = 1 << 20
+MAX_PROMPTS = 256
+MAX_PROMPT_CHARS = 500
+
+
+class ProtocolError(RemoteError):
+    """A message does not follow the wire format (the server answers 400)."""
+
+
+def pack_message(header: dict[str, Any], payload: bytes) -> bytes:
+    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return MAGIC + struct.pack("<I", len(head)) + head + payload
+
+
+def unpack_message(body: bytes | memoryview, source: str = "message") -> tuple[dict[str, Any], memoryview]:
+    """Split a body into (header dict, payload view); raises :class:`ProtocolError`."""
+    body = memoryview(body)
+    if len(body) < 8 or bytes(body[:4]) != MAGIC:
+        raise ProtocolError(f"{source}: body does not start with the TextSeg magic bytes 'TXSG'.",
+                            "Send the volume with TextSegLib.remote (RemoteEngine) or follow protocol.py.")
+    (n,) = struct.unpack("<I", body[4:8])
+    if n > MAX_HEADER_BYTES or 8 + n > len(body):
+        raise ProtocolError(f"{source}: header length {n} is larger than the body or than {MAX_HEADER_BYTES} bytes.",
+                            "The upload is truncated or malformed; send it again.")
+    try:
+        header = json.loads(bytes(body[8:8 + n]).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"{source}: header is not valid UTF-8 JSON ({exc}).", "Fix the JSON header.") from None
+    if not isinstance(header, dict):
+        raise ProtocolError(f"{source}: header is a JSON {type(header).__name__}, expected an object.")
+    return header, body[8 + n:]
+
+
+def _decompress(data: memoryview, compression: str, expected: int, source: str) -> bytes:
+    if compression == "none":
+        raw = bytes(data)
+    elif compression == "zlib":
+        d = zlib.decompressobj()
+        try:
+            raw = d.decompress(bytes(data), expected + 1)  # never inflate beyond what the header promises
+        except zlib.error as exc:
+            raise ProtocolError(f"{source}: payload is not valid zlib data ({exc}).", "Send it again.") from None
+    else:
+        raise ProtocolError(f"{source}: compression {compression!r} is unknown.", "Use 'none' or 'zlib'.")
+    if len(raw) != expected:
+        raise ProtocolError(f"{source}: payload has {len(raw):,} bytes but the header's shape × dtype needs {expected:,}.",
+                            "Check shape and dtype in the header, or resend a complete upload.")
+    return raw
+
+
+# -- segment request ----------------------------------------------------------------
+def encode_request(volume: Volume, prompts: Sequence[str], *, modality: str | None = None,
+                   roi_ras: tuple[Sequence[float], Sequence[float]] | None = None,
+                   probabilities: bool = False, compress: bool = True) -> bytes:
+    """The body of ``POST /v1/jobs`` for ``volume`` and ``prompts``."""
+    a = volume.array
+    name = a.dtype.name
+    if name not in DTYPES:  # bool, int64, float16 ... -> a wire type that holds every value exactly
+        if a.dtype.kind == "b":
+            name = "uint8"
+        elif a.dtype.kind == "f":
+            name = "float32" if a.dtype.itemsize < 4 else "float64"
+        else:
+            fits = a.size == 0 or (int(a.min()) >= -2**31 and int(a.max()) < 2**31)
+            name = "int32" if fits else "float64"
+    raw = np.asarray(a, dtype=np.dtype(name).newbyteorder("<")).tobytes(order="F")
+    header = {
+        "version": VERSION, "shape": list(volume.shape), "dtype": name,
+        "ijk_to_ras": np.asarray(volume.ijk_to_ras, dtype=float).tolist(),
+        "modality": modality if modality is not None else volume.modality,
+        "prompts": list(prompts),
+        "roi_ras": None if roi_ras is None else [[float(x) for x in roi_ras[0]], [float(x) for x in roi_ras[1]]],
+        "probabilities": bool(probabilities), "compression": "zlib" if compress else "none",
+    }
+    return pack_message(header, zlib.compress(raw, 1) if compress else raw)
+
+
+def _field(header: dict, name: str, kind: type | tuple, source: str) -> Any:
+    if name not in header:
+        raise ProtocolError(f"{source}: header field {name!r} is missing.", "Add it (see TextSegLib/remote/protocol.py).")
+    value = header[name]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ProtocolError(f"{source}: header field {name!r} is a {type(value).__name__}, not the expected type.")
+    return value
+
+
+def _numbers(value: Any, n: int, name: str, source: str) -> list[float]:
+    if not isinstance(value, list) or len(value) != n or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+        raise ProtocolError(f"{source}: header field {name!r} must be a list of {n} numbers, got {value!r:.80}.")
+    if not all(math.isfinite(x) for x in value):
+        raise ProtocolError(f"{source}: header field {name!r} contains NaN or Inf.", "Send finite numbers.")
+    return [float(x) for x in value]
+
+
+def decode_request(body: bytes | memoryview, *, max_voxels: int | None = None,
+                   source: str = "request") -> tuple[Volume, list[str], dict[str, Any]]:
+    """(volume, prompts, options) from a request body; every field is checked."""
+    header, payload = unpack_message(body, source)
+    if header.get("version") != VERSION:
+        raise ProtocolError(f"{source}: protocol version {header.get('version')!r} is not supported (server speaks {VERSION}).",
+                            "Update the client or the server so both use the same TextSeg version.")
+    shape = _field(header, "shape", list, source)
+    if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape):
+        raise ProtocolError(f"{source}: header field 'shape' must be three positive integers, got {shape!r:.80}.")
+    voxels = shape[0] * shape[1] * shape[2]
+    if max_voxels is not None and voxels > max_voxels:
+        from ..errors import VolumeTooLargeError
+        raise VolumeTooLargeError(f"{source}: {voxels:,} voxels {tuple(shape)} exceed this server's limit of {max_voxels:,}.",
+                                  "Crop the scan (e.g. with an ROI) or ask the server admin to raise --max-voxels.")
+    dtype = _field(header, "dtype", str, source)
+    if dtype not in DTYPES:
+        raise ProtocolError(f"{source}: header field 'dtype' is {dtype!r}.", f"Use one of: {', '.join(DTYPES)}.")
+    rows = _field(header, "ijk_to_ras", list, source)
+    if len(rows) != 4:
+        raise ProtocolError(f"{source}: header field 'ijk_to_ras' must be a 4×4 matrix (4 rows of 4 numbers).")
+    matrix = np.array([_numbers(r, 4, "ijk_to_ras", source) for r in rows])
+    modality = _field(header, "modality", str, source).strip().lower()
+    if modality not in MODALITIES + ("",):
+        raise ProtocolError(f"{source}: header field 'modality' is {modality!r}.", "Use one of: ct, mri, pet (or '').")
+    prompts = _field(header, "prompts", list, source)
+    if not prompts or len(prompts) > MAX_PROMPTS or not all(
+            isinstance(p, str) and p.strip() and len(p) <= MAX_PROMPT_CHARS for p in prompts):
+        raise ProtocolError(f"{source}: header field 'prompts' must be 1 to {MAX_PROMPTS} non-empty strings "
+                            f"of at most {MAX_PROMPT_CHARS} characters.", "Name at least one structure, e.g. 'liver'.")
+    roi = header.get("roi_ras")
+    if roi is not None:
+        if not isinstance(roi, list) or len(roi) != 2:
+            raise ProtocolError(f"{source}: header field 'roi_ras' must be null or [[R,A,S],[R,A,S]].")
+        roi = (_numbers(roi[0], 3, "roi_ras", source), _numbers(roi[1], 3, "roi_ras", source))
+    probs = header.get("probabilities", False)
+    if not isinstance(probs, bool):
+        raise ProtocolError(f"{source}: header field 'probabilities' must be true or false.")
+    compression = header.get("compression", "none")
+    itemsize = np.dtype(dtype).itemsize
+    raw = _decompress(payload, compression if isinstance(compression, str) else repr(compression),
+                      voxels * itemsize, source)
+    array = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape, order="F")
+    volume = Volume(array.astype(array.dtype.newbyteorder("="), copy=False), matrix, modality, name=source)
+    volume.validate(check_values=True)
+    return volume, [p.strip() for p in prompts], {"modality": modality or None, "roi_ras": roi, "probabilities": probs}
+
+
+# -- result ---------------------------------------------------------------------------
+def encode_result(shape: Sequence[int], masks: dict[str, np.ndarray], probabilities: dict[str, np.ndarray] | None,
+                  timings: dict[str, float], info: dict[str, Any]) -> bytes:
+    """Bit-packed masks (+ uint8 probabilities), zlib-compressed, as one message."""
+    parts: list[bytes] = []
+    offset = 0
+
+    def add(data: bytes, prompt: str) -> dict:
+        nonlocal offset
+        parts.append(data)
+        entry = {"prompt": prompt, "offset": offset, "nbytes": len(data)}
+        offset += len(data)
+        return entry
+
+    mask_entries = [add(np.packbits(np.asarray(m, bool).ravel(order="F")).tobytes(), p) for p, m in masks.items()]
+    prob_entries = [add(np.clip(np.rint(np.asarray(v, np.float32) * 255), 0, 255).astype(np.uint8).tobytes(order="F"), p)
+                    for p, v in (probabilities or {}).items()]
+    header = {"version": VERSION, "shape": [int(s) for s in shape], "masks": mask_entries,
+              "probabilities": prob_entries, "timings": {k: float(v) for k, v in timings.items()},
+              "info": json_safe(info), "compression": "zlib", "raw_bytes": offset}
+    return pack_message(header, zlib.compress(b"".join(parts), 1))
+
+
+def decode_result(body: bytes) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float], dict]:
+    """(masks, probabilities, timings, info) from a result body."""
+    header, payload = unpack_message(body, "server result")
+    shape = tuple(int(s) for s in header["shape"])
+    n = int(np.prod(shape))
+    raw = _decompress(payload, header.get("compression", "none"), int(header["raw_bytes"]), "server result")
+    masks, probs = {}, {}
+    for e in header["masks"]:
+        bits = np.frombuffer(raw, np.uint8, count=e["nbytes"], offset=e["offset"])
+        masks[e["prompt"]] = np.unpackbits(bits, count=n).astype(bool).reshape(shape, order="F")
+    for e in header["probabilities"]:
+        q = np.frombuffer(raw, np.uint8, count=e["nbytes"], offset=e["offset"]).reshape(shape, order="F")
+        probs[e["prompt"]] = (q.astype(np.float32) / 255).astype(np.float16)
+    return masks, probs, header.get("timings", {}), header.get("info", {})
+
+
+def json_safe(value: Any) -> Any:
+    """Tuples, numpy scalars and arrays turned into plain JSON values (others to str)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
