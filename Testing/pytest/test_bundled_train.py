@@ -101,3 +101,48 @@ def test_largest_component_keeps_the_organ_only():
     out = _largest_component(m)
     assert out.sum() == 64 and not out[8, 8, 8]
     assert "liver" in SINGLE_COMPONENT and "lung tumor" not in SINGLE_COMPONENT
+
+
+def test_ema_update_moves_towards_weights():
+    model = torch.nn.Linear(2, 1)
+    ema = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
+    trainer._ema_update(ema, model, step=1000, decay=0.9)
+    for k, v in model.state_dict().items():
+        assert torch.allclose(ema[k], 0.1 * v), k  # d = min(0.9, 1001/1010) = 0.9
+
+
+def test_exported_weights_are_the_ema(tmp_path, synthetic_cases):
+    out = tmp_path / "ema"
+    trainer.train(trainer.TrainConfig(out=str(out), steps=3, sat=dict(TINY), ema_decay=0.99,
+                                      lr=0.05, warmup=1), log=lambda m: None)
+    state = trainer._load_checkpoint(out / "checkpoint.pt")
+    model, _ = load_weights(out)
+    got = model.sat.state_dict()
+    ema = {k[len("sat."):]: v for k, v in state["ema"].items() if k.startswith("sat.")}
+    raw = {k[len("sat."):]: v for k, v in state["model"].items() if k.startswith("sat.")}
+    assert all(torch.allclose(got[k], ema[k].float(), atol=2e-3) for k in got)
+    assert any(not torch.allclose(got[k], raw[k].float(), atol=2e-3) for k in got)  # not the raw weights
+
+
+def test_centre_structure_is_prompted_with_its_look_alikes():
+    import random
+
+    from _bundled_helpers import synthetic_case
+
+    case = synthetic_case()  # liver, spleen, body labelled; aorta known absent
+    for seed in range(40):
+        centre, chosen = trainer._choose(case, [], random.Random(seed), 6)
+        if centre == "liver":
+            assert "spleen" in chosen and chosen[0] == "liver"
+            break
+    else:
+        pytest.fail("no liver-centred sample in 40 seeds")
+    assert "spleen" in trainer.PARTNERS["liver"] and "vertebral column" in trainer.PARTNERS["aorta"]
+
+
+def test_cli_defaults_are_the_trainer_defaults():
+    from TextSegLib.cli.train import command
+
+    opts = {p.name: p.default for p in command.params}
+    cfg = trainer.TrainConfig(out="x")
+    assert opts["steps"] == cfg.steps and opts["seed"] == cfg.seed and opts["threads"] == cfg.threads

@@ -15,8 +15,8 @@ import click
 @click.command("train")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Output model folder (resumes if it holds checkpoint.pt).")
-@click.option("--steps", default=1500, show_default=True, type=click.IntRange(1, 1_000_000),
-              help="Length of the learning-rate schedule in optimiser steps (one 48×48×32 crop, 8 prompts each).")
+@click.option("--steps", default=2000, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Length of the learning-rate schedule in optimiser steps (one 48×48×32 crop, 10 prompts each).")
 @click.option("--stop-at", default=0, show_default=True, type=click.IntRange(0, None),
               help="Stop (and save) after this step; 0 = after --steps. Rerun with a larger value to continue.")
 @click.option("--max-minutes", default=0.0, show_default=True, type=click.FloatRange(0, None),

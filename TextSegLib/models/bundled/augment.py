@@ -19,6 +19,9 @@ from scipy import ndimage
 from .cases import Case
 from .preprocess import body_center_x, intensity_channels, lateral_channel
 
+#: Probability of a thin-slab crop (6-18 slices of data): short scans such as 40 mm slabs.
+SLAB_P = 0.35
+
 
 def _crop_start(n: int, size: int, centre: int | None, rng: random.Random) -> int:
     if n <= size:
@@ -91,7 +94,7 @@ def make_sample(case: Case, concepts: list[str], size: tuple[int, int, int], rng
                       for a, (n, e) in enumerate(zip(shape, ext))], dtype=np.float32)
     # Output extent holding data (the rest is end padding), as in sliding-window tiles.
     fill = [min(s, int(np.floor((n - st) / scale))) for s, n, st in zip(size, shape, start)]
-    if strong and rng.random() < 0.25:  # thin slab: a short scan in z
+    if strong and rng.random() < SLAB_P:  # thin slab: a short scan in z
         fill[2] = min(fill[2], rng.randint(6, 18))
     elastic = _elastic(size, nrng, 1.0) if strong and rng.random() < 0.3 else None
     coords = _affine_coords(size, start, scale, angle, elastic)
