@@ -147,6 +147,7 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             refine_inputs=self._refineInputs,
         )
         self.ui.inputVolumeSelector.currentNodeChanged.connect(self.controller.volume_changed)
+        self._setupRefineInteraction()
         self.panel.prompt_edit.textChanged.connect(self._updateParameterNodeFromPanel)
         self.panel.model_combo.currentIndexChanged.connect(self._updateParameterNodeFromPanel)
         self.panel.modality_combo.currentIndexChanged.connect(self._updateParameterNodeFromPanel)
@@ -159,17 +160,20 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- lifecycle ------------------------------------------------------------------
     def enter(self) -> None:
         self.initializeParameterNode()
+        self._setRefineShortcuts(True)
         if not self._depsChecked:
             self._depsChecked = True
             self._checkDependencies()
 
     def exit(self) -> None:
+        self._setRefineShortcuts(False)
         if self._parameterNode and getattr(self, "_parameterNodeGuiTag", None) is not None:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
 
     def cleanup(self) -> None:
         self.removeObservers()
+        self._setRefineLive(None, False)
         if self.controller.job is not None:
             self.controller.job.cancel()
 
@@ -224,15 +228,9 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _markupsNode(self, kind: str) -> Any:
         """The markups node holding 'positive' / 'negative' clicks or the refinement 'box'."""
-        name = f"TextSeg {kind}"
-        node = slicer.mrmlScene.GetFirstNodeByName(name)
-        if node is None:
-            cls = "vtkMRMLMarkupsROINode" if kind == "box" else "vtkMRMLMarkupsFiducialNode"
-            node = slicer.mrmlScene.AddNewNodeByClass(cls, name)
-            node.CreateDefaultDisplayNodes()
-            rgb = {"positive": (0.1, 0.8, 0.2), "negative": (0.9, 0.15, 0.1), "box": (0.95, 0.8, 0.1)}[kind]
-            node.GetDisplayNode().SetSelectedColor(*rgb)
-        return node
+        from TextSegLogicLib.refinement import prompt_node
+
+        return prompt_node(slicer.mrmlScene, kind)
 
     def _placeMarkups(self, kind: str, active: bool) -> None:
         """Start (or stop) placing refinement clicks / the box in the views."""
@@ -248,12 +246,83 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         interaction.SetCurrentInteractionMode(interaction.Place)
 
     def _refineInputs(self) -> tuple[list, list, list]:
-        from TextSegLogicLib.refinement import markup_points_ras, roi_box_ras
+        """The points/box placed since the last refine of the chosen segment (Refine button)."""
+        refinement = self._currentRefinement()
+        return refinement.pending_inputs() if refinement is not None else ([], [], [])
 
-        def find(kind: str) -> Any:
-            return slicer.mrmlScene.GetFirstNodeByName(f"TextSeg {kind}")
+    # -- refinement interaction (Slicer-only, untestable headless: keep thin) -----------
+    _REFINE_KEYS = (("P", "positive"), ("N", "negative"), ("B", "box"))
 
-        return markup_points_ras(find("positive")), markup_points_ras(find("negative")), roi_box_ras(find("box"))
+    def _currentRefinement(self) -> Any:
+        """The logic's SegmentRefinement for the segment chosen in the Refine section, or None."""
+        from TextSegPanelLib import qt_compat as qc
+
+        sid = qc.current_data(self.panel.refine_segment_combo)
+        volume = self.ui.inputVolumeSelector.currentNode()
+        seg = self.ui.outputSegmentationSelector.currentNode()
+        if not sid or volume is None or seg is None or seg.GetSegmentation().GetSegment(sid) is None:
+            return None
+        return self.logic.refinement(volume, seg, sid)
+
+    def _setupRefineInteraction(self) -> None:
+        """Live toggle, Redo, and the place buttons' slice-view shortcuts (P/N/B, Esc, Ctrl+Z/Ctrl+Y)."""
+        self._refineShortcuts: list = []
+        self.panel.on_refine_live = lambda sid, on: self._setRefineLive(sid, on)
+        self.panel.on_redo = self._redoRefine
+        # live refine follows one segment: choosing another one turns it off
+        self.panel.refine_segment_combo.currentIndexChanged.connect(lambda *_: self.panel.refine_live_check.setChecked(False))
+
+    def _setRefineLive(self, segmentId: Any, on: bool) -> None:
+        current = getattr(self.logic, "_refinements", {}) if self.logic is not None else {}
+        for refinement in list(current.values()):
+            refinement.set_live(False)
+        if not on:
+            return
+        refinement = self._currentRefinement()
+        if refinement is None:
+            self.panel.status_label.setText("Choose a segment to refine first.")
+            self.panel.refine_live_check.setChecked(False)
+            return
+
+        def report(result: Any) -> None:
+            if isinstance(result, Exception):
+                self.panel.status_label.setText(str(result))
+            elif result is not None:
+                changed = "no change" if result.changed_box is None else "segment updated"
+                self.panel.status_label.setText(f"Refined ({changed}) in {result.info.get('seconds', 0):.2f} s.")
+
+        refinement.on_result = report
+        refinement.set_live(True)
+
+    def _redoRefine(self) -> None:
+        seg = self.ui.outputSegmentationSelector.currentNode()
+        if seg is None or not self.logic.redo(seg):
+            self.panel.status_label.setText("Nothing to redo.")
+
+    def _setRefineShortcuts(self, on: bool) -> None:
+        """Create (module entered) or delete (module left) the shortcuts, scoped to the slice views."""
+        import qt
+        from TextSegPanelLib import qt_compat as qc
+
+        for shortcut in getattr(self, "_refineShortcuts", []):
+            shortcut.setParent(None)
+            shortcut.deleteLater()
+        self._refineShortcuts = []
+        if not on or not qc.is_enabled(self.panel.refine_button):
+            return
+        buttons = {"positive": self.panel.positive_button, "negative": self.panel.negative_button, "box": self.panel.box_button}
+        actions = [(key, lambda b=buttons[kind]: b.setChecked(not qc.is_checked(b))) for key, kind in self._REFINE_KEYS]
+        actions.append(("Escape", lambda: [b.setChecked(False) for b in buttons.values()]))
+        actions.append(("Ctrl+Z", self.panel.refine_undo_button.click))
+        actions.append(("Ctrl+Y", self._redoRefine))
+        layout = slicer.app.layoutManager()
+        for name in layout.sliceViewNames() if layout is not None else []:
+            view = layout.sliceWidget(name).sliceView()
+            for key, fn in actions:
+                shortcut = qt.QShortcut(qt.QKeySequence(key), view)
+                shortcut.setContext(qt.Qt.WidgetShortcut)
+                shortcut.connect("activated()", fn)
+                self._refineShortcuts.append(shortcut)
 
     def _checkDependencies(self) -> None:
         from TextSegLogicLib.deps import install_missing, missing_requirements

@@ -5,13 +5,16 @@ Accuracy: the simulated-click protocol of ``clicks.py`` on real fixtures
 CTChest4: lungs), each degraded three ways (erosion, dilation, missing
 part) to about 0.70 Dice. Every back-end of ``TextSegLib.refine.algorithms``
 is run on the same cases so the built-in default is chosen on measurements.
+Each run's clicks go through one ``RefineSession`` (negative clicks keep
+acting in later calls), as in the Slicer module; ``--no-session`` compares
+with independent ``refine()`` calls.
 
 Latency: the default back-end on a synthetic 512x512x300 CT (the example CT
 upsampled, declared spacing 0.78 x 0.78 x 1.0 mm), clicks from the same
 protocol; p50/p95 per click and peak memory.
 
 Usage: python benchmarks/bench_refine.py [--backends growcut,confidence_connected,random_walker]
-       [--clicks 20] [--no-latency]
+       [--clicks 20] [--no-latency] [--no-accuracy] [--no-session]
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clicks import ClickRun, degrade, dice, next_click, simulate  # noqa: E402
 
-from TextSegLib.refine import BuiltinRefiner, refine  # noqa: E402
+from TextSegLib.refine import BuiltinRefiner, RefineSession, refine  # noqa: E402
 from TextSegLib.refine.files import _sitk_read, _sitk_to_volume, read_image  # noqa: E402
 from TextSegLib.volume import Volume, make_ijk_to_ras  # noqa: E402
 
@@ -53,11 +56,18 @@ def cases():
         yield f"ctchest4/{name}", chest, cseg == lab
 
 
-def stepper(vol: Volume, refiner: BuiltinRefiner):
+def stepper(vol: Volume, refiner: BuiltinRefiner, session: bool = True):
+    """One simulated run's click step: through a :class:`RefineSession` (default) or bare ``refine``."""
+    state: dict = {}
+
     def step(mask, ijk, positive):
         pts = [ijk]
-        return refine(vol, mask, pts if positive else (), () if positive else pts,
-                      points_space="ijk", engine=refiner).mask
+        if not session:
+            return refine(vol, mask, pts if positive else (), () if positive else pts,
+                          points_space="ijk", engine=refiner).mask
+        if "s" not in state:  # the protocol's first mask starts the session
+            state["s"] = RefineSession(vol, mask, engine=refiner)
+        return state["s"].add(pts if positive else (), () if positive else pts, points_space="ijk").mask
     return step
 
 
@@ -72,14 +82,15 @@ def summarise(label: str, runs: list[ClickRun], n_clicks: int) -> None:
           + f" ms/click p50={np.percentile(secs, 50):.0f} p95={np.percentile(secs, 95):.0f}")
 
 
-def accuracy(backends: list[str], n_clicks: int) -> None:
-    print(f"== accuracy: simulated clicks (cap {n_clicks}), start ~0.70 Dice ==")
+def accuracy(backends: list[str], n_clicks: int, session: bool = True) -> None:
+    how = "one RefineSession per run" if session else "independent refine() calls"
+    print(f"== accuracy: simulated clicks (cap {n_clicks}, {how}), start ~0.70 Dice ==")
     all_runs: dict[str, list[ClickRun]] = {b: [] for b in backends}
     for name, vol, ref in cases():
         for kind in KINDS:
             start = degrade(ref, kind, vol.spacing)
             for b in backends:
-                run = simulate(start, ref, vol.spacing, stepper(vol, BuiltinRefiner(backend=b)), n_clicks)
+                run = simulate(start, ref, vol.spacing, stepper(vol, BuiltinRefiner(backend=b), session), n_clicks)
                 all_runs[b].append(run)
                 print(f"{name:22s} {kind:8s} {b:21s} " + " ".join(
                     f"{run.at(n):.3f}" for n in (0, 1, 3, 5, 10) if n <= n_clicks)
@@ -89,8 +100,9 @@ def accuracy(backends: list[str], n_clicks: int) -> None:
         summarise(b, all_runs[b], n_clicks)
 
 
-def latency(n_clicks: int = 25, margin_mm: float | None = None) -> None:
-    print("== latency: 512x512x300 int16 CT (upsampled example CT, spacing 0.78x0.78x1.0 mm) ==")
+def latency(n_clicks: int = 25, margin_mm: float | None = None, session: bool = True) -> None:
+    how = "one RefineSession" if session else "independent refine() calls"
+    print(f"== latency: 512x512x300 int16 CT (upsampled example CT, spacing 0.78x0.78x1.0 mm), {how} ==")
     ct = read_image(DATA / "totalsegmentator" / "example_ct_sm.nii.gz")
     seg = _sitk_to_volume(_sitk_read(DATA / "totalsegmentator" / "example_seg.nii.gz"), "seg").array
     target = np.array([512, 512, 300])
@@ -114,14 +126,18 @@ def latency(n_clicks: int = 25, margin_mm: float | None = None) -> None:
         refine(vol, mask, [np.argwhere(ref_c & ~mask[crop])[0] + off], points_space="ijk", engine=refiner, **kw)
         cold = time.perf_counter() - t0
         ms, dices = [], [dice(mask[crop], ref_c)]
+        sess = RefineSession(vol, mask, engine=refiner, **kw) if session else None
         for _ in range(n_clicks):  # the protocol's clicks, computed on the organ's crop only
             click = next_click(mask[crop], ref_c, vol.spacing)
             if click is None:
                 break
             pts = [click[0] + off]
             t0 = time.perf_counter()
-            res = refine(vol, mask, pts if click[1] else (), () if click[1] else pts,
-                         points_space="ijk", engine=refiner, **kw)
+            if sess is not None:
+                res = sess.add(pts if click[1] else (), () if click[1] else pts, points_space="ijk")
+            else:
+                res = refine(vol, mask, pts if click[1] else (), () if click[1] else pts,
+                             points_space="ijk", engine=refiner, **kw)
             ms.append((time.perf_counter() - t0) * 1000)
             mask = res.mask
             dices.append(dice(mask[crop], ref_c))
@@ -146,14 +162,15 @@ def main() -> None:
     ap.add_argument("--clicks", type=int, default=20)
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--no-accuracy", action="store_true")
+    ap.add_argument("--no-session", action="store_true", help="independent refine() calls instead of a RefineSession")
     ap.add_argument("--margin", type=float, default=None, help="roi_margin_mm for the latency run")
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores visible, no GPU; "
           f"python {platform.python_version()}")
     if not args.no_accuracy:
-        accuracy([b.strip() for b in args.backends.split(",") if b.strip()], args.clicks)
+        accuracy([b.strip() for b in args.backends.split(",") if b.strip()], args.clicks, not args.no_session)
     if not args.no_latency:
-        latency(margin_mm=args.margin)
+        latency(margin_mm=args.margin, session=not args.no_session)
 
 
 if __name__ == "__main__":

@@ -1,41 +1,90 @@
-"""Undo for TextSeg runs: a snapshot of the segmentation before each import.
+"""Undo/redo for TextSeg: segmentation snapshots (runs) and small actions (refine clicks).
 
-Snapshots are deep copies of the ``vtkSegmentation`` (labelmaps included);
-only the last :attr:`SegmentationHistory.depth` per node are kept.
+A run saves a deep copy of the ``vtkSegmentation`` (labelmaps included)
+before importing; only the last :attr:`SegmentationHistory.depth` snapshots
+per node are kept. A refinement click pushes a :class:`HistoryAction` whose
+``undo`` / ``redo`` rewrite only the block of voxels that click changed.
+Both kinds share one per-node stack, so Undo always reverts the latest change.
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass
+class HistoryAction:
+    """A reversible change that knows how to undo and redo itself."""
+
+    label: str
+    undo: Callable[[], None]
+    redo: Callable[[], None]
 
 
 class SegmentationHistory:
-    """Per-node stack of segmentation snapshots."""
+    """Per-node undo and redo stacks of snapshots and actions."""
 
-    def __init__(self, depth: int = 5) -> None:
+    def __init__(self, depth: int = 5, max_actions: int = 100) -> None:
         self.depth = depth
+        self.max_actions = max_actions
         self._stacks: dict[str, list[Any]] = {}
+        self._redo: dict[str, list[Any]] = {}
 
     def save(self, segmentation_node: Any) -> None:
         """Remember the node's current segments (call before changing them)."""
-        import slicer
+        self._push(segmentation_node, _snapshot(segmentation_node))
 
-        snapshot = slicer.vtkSegmentation()
-        snapshot.DeepCopy(segmentation_node.GetSegmentation())
+    def push_action(self, segmentation_node: Any, action: HistoryAction) -> None:
+        """Record an already applied action (e.g. one refinement click)."""
+        self._push(segmentation_node, action)
+
+    def _push(self, segmentation_node: Any, entry: Any) -> None:
         stack = self._stacks.setdefault(segmentation_node.GetID(), [])
-        stack.append(snapshot)
-        del stack[: -self.depth]
+        stack.append(entry)
+        self._redo.pop(segmentation_node.GetID(), None)
+        while sum(not isinstance(e, HistoryAction) for e in stack) > self.depth or len(stack) > self.max_actions:
+            del stack[0]
 
     def can_undo(self, segmentation_node: Any) -> bool:
         return bool(segmentation_node is not None and self._stacks.get(segmentation_node.GetID()))
 
+    def can_redo(self, segmentation_node: Any) -> bool:
+        return bool(segmentation_node is not None and self._redo.get(segmentation_node.GetID()))
+
     def undo(self, segmentation_node: Any) -> bool:
-        """Restore the last snapshot; False when there is none."""
+        """Revert the latest snapshot or action; False when there is none."""
         if not self.can_undo(segmentation_node):
             return False
-        snapshot = self._stacks[segmentation_node.GetID()].pop()
+        entry = self._stacks[segmentation_node.GetID()].pop()
+        self._redo.setdefault(segmentation_node.GetID(), []).append(self._apply(segmentation_node, entry, undo=True))
+        return True
+
+    def redo(self, segmentation_node: Any) -> bool:
+        """Re-apply the latest undone snapshot or action; False when there is none."""
+        if not self.can_redo(segmentation_node):
+            return False
+        entry = self._redo[segmentation_node.GetID()].pop()
+        self._stacks.setdefault(segmentation_node.GetID(), []).append(self._apply(segmentation_node, entry, undo=False))
+        return True
+
+    @staticmethod
+    def _apply(segmentation_node: Any, entry: Any, undo: bool) -> Any:
+        """Apply ``entry``; returns what reverses it (the same action, or a snapshot of now)."""
+        if isinstance(entry, HistoryAction):
+            (entry.undo if undo else entry.redo)()
+            return entry
+        now = _snapshot(segmentation_node)
         was = segmentation_node.StartModify()
         try:
-            segmentation_node.GetSegmentation().DeepCopy(snapshot)
+            segmentation_node.GetSegmentation().DeepCopy(entry)
         finally:
             segmentation_node.EndModify(was)
-        return True
+        return now
+
+
+def _snapshot(segmentation_node: Any) -> Any:
+    import slicer
+
+    snapshot = slicer.vtkSegmentation()
+    snapshot.DeepCopy(segmentation_node.GetSegmentation())
+    return snapshot

@@ -254,8 +254,12 @@ class TextSegLogic:
         return seg_node, ids
 
     def undo(self, segmentation_node: Any) -> bool:
-        """Restore the segmentation as it was before the last TextSeg run; False if nothing to undo."""
+        """Revert the last TextSeg run or refinement click; False if nothing to undo."""
         return self.history.undo(segmentation_node)
+
+    def redo(self, segmentation_node: Any) -> bool:
+        """Re-apply what :meth:`undo` reverted last; False if nothing to redo."""
+        return self.history.redo(segmentation_node)
 
     def refine_segment(
         self,
@@ -270,6 +274,12 @@ class TextSegLogic:
         from .refinement import refine_segment
 
         return refine_segment(self, volume_node, segmentation_node, segment_id, positive_ras, negative_ras, boxes_ras)
+
+    def refinement(self, volume_node: Any, segmentation_node: Any, segment_id: str) -> Any:
+        """The segment's :class:`~.refinement.SegmentRefinement` (prompt nodes, live mode, sessions)."""
+        from .refinement import get_refinement
+
+        return get_refinement(self, volume_node, segmentation_node, segment_id)
 
     def export_seg_nrrd(self, segmentation_node: Any, path: str, overwrite: bool = False) -> str:
         """Write the segmentation (names, terminology, colours, tags) to a ``.seg.nrrd`` file.

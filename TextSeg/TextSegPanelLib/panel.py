@@ -43,6 +43,8 @@ class TextSegPanel(QtWidgets.QWidget):
         self.on_place: Callable[[str, bool], None] | None = None
         self.on_export: Callable[[str], None] | None = None
         self.on_refine: Callable[[str], None] | None = None
+        self.on_refine_live: Callable[[str, bool], None] | None = None  # (segment ID, on)
+        self.on_redo: Callable[[], None] | None = None
         self.running = False
         self._suggestions: list[Suggestion] = []
         self._build()
@@ -172,9 +174,18 @@ class TextSegPanel(QtWidgets.QWidget):
         self.refine_button.clicked.connect(lambda: self.on_refine and self.on_refine(qc.current_data(self.refine_segment_combo)))
         self.refine_undo_button = QtWidgets.QPushButton("Undo refine")
         self.refine_undo_button.clicked.connect(lambda: self.on_undo and self.on_undo())
+        self.refine_redo_button = QtWidgets.QPushButton("Redo")
+        self.refine_redo_button.clicked.connect(lambda: self.on_redo and self.on_redo())
         row.addWidget(self.refine_button)
         row.addWidget(self.refine_undo_button)
+        row.addWidget(self.refine_redo_button)
         form.addRow(row)
+        self.refine_live_check = QtWidgets.QCheckBox("Refine on each click")
+        self.refine_live_check.setObjectName("refineLiveCheck")
+        self.refine_live_check.setToolTip("Apply every placed point at once (no Refine button needed).")
+        self.refine_live_check.toggled.connect(
+            lambda on: self.on_refine_live and self.on_refine_live(qc.current_data(self.refine_segment_combo), bool(on)))
+        form.addRow(self.refine_live_check)
         layout.addWidget(box)
         self.set_refinement_available(False, "Point/box refinement needs TextSegLib.refine and Slicer's markups.")
 
@@ -192,7 +203,7 @@ class TextSegPanel(QtWidgets.QWidget):
     def set_refinement_available(self, available: bool, reason: str = "") -> None:
         """Enable the refinement hooks, or disable them with a tooltip saying what is missing."""
         widgets = (self.refine_segment_combo, self.positive_button, self.negative_button, self.box_button,
-                   self.refine_button, self.refine_undo_button)
+                   self.refine_button, self.refine_undo_button, self.refine_redo_button, self.refine_live_check)
         for w in widgets:
             w.setEnabled(available)
             w.setToolTip("" if available else reason)

@@ -123,6 +123,7 @@ def refine(
     prompt: str | None = None,
     roi_margin_mm: float = 60.0,
     cancel: CancelToken | None = None,
+    locked_background: np.ndarray | None = None,
 ) -> RefineResult:
     """Refine a binary mask with clicks and boxes; returns a NEW mask.
 
@@ -132,8 +133,10 @@ def refine(
     :class:`~TextSegLib.refine.nninteractive.NNInteractiveRefiner`), or a
     text :class:`~TextSegLib.engine.base.Engine` used with ``prompt`` to
     re-run the model inside each box. Click work is local to a block of
-    ``roi_margin_mm`` around the clicks. Neither ``mask``, ``probabilities``
-    nor ``volume`` are modified.
+    ``roi_margin_mm`` around the clicks. ``locked_background`` (bool, image
+    shape) marks voxels that must not be added (leaks removed by earlier
+    negative clicks; see :class:`~TextSegLib.refine.session.RefineSession`).
+    Neither ``mask``, ``probabilities`` nor ``volume`` are modified.
     """
     t0 = time.perf_counter()
     if not isinstance(volume, Volume):
@@ -143,6 +146,13 @@ def refine(
         raise RefineInputError(f"roi_margin_mm={roi_margin_mm} must be a positive number of millimetres.")
     current = _check_mask(volume, mask)
     prob = _check_probabilities(volume, probabilities)
+    if locked_background is not None:
+        if not isinstance(locked_background, np.ndarray) or locked_background.shape != volume.shape:
+            raise RefineInputError(
+                f"locked_background shape {getattr(locked_background, 'shape', None)} does not match the image shape {volume.shape}.",
+                "Pass a bool array on the image grid, or None.",
+            )
+        locked_background = locked_background.astype(bool, copy=False)
     pos = points_to_ijk(volume, positive_points, space, "positive point")
     neg = points_to_ijk(volume, negative_points, space, "negative point")
     vboxes = [box_to_voxels(volume, b, space, n) for n, b in enumerate(_normalise_boxes(boxes))]
@@ -164,8 +174,11 @@ def refine(
             f"engine {engine!r} is neither a text Engine nor a Refiner.",
             "Pass None for the built-in refiner.",
         )
-    req = Interaction(pos, neg, vboxes, prob, float(roi_margin_mm), text_engine, prompt, cancel)
+    req = Interaction(pos, neg, vboxes, prob, float(roi_margin_mm), text_engine, prompt, cancel, locked_background)
     new, touched = refiner.apply(volume, current, req)
+    if locked_background is not None:  # any refiner: locked voxels may not be added
+        sl = (slice(None),) * 3 if touched is None else touched.slices
+        new[sl] &= ~(locked_background[sl] & ~current[sl])
     if touched is None:
         changed = changed_block(mask != 0, new)
     else:

@@ -44,6 +44,8 @@ class Interaction:
     text_engine: Engine | None = None
     prompt: str | None = None
     cancel: CancelToken | None = None
+    #: full-size bool array of voxels earlier negative clicks removed (hard background), or None
+    locked_background: np.ndarray | None = None
 
 
 @dataclass
@@ -52,7 +54,8 @@ class BuiltinRefiner:
 
     Defaults were tuned with ``benchmarks/bench_refine.py``. ``band_mm`` /
     ``band_max_mm``: bounds of the boundary band that is re-decided (its
-    width is ``band_depth`` x the click's depth); ``band_reach`` /
+    width is ``band_depth`` x the click's depth; ``negative_band_max_mm``:
+    the bound for negative clicks, so a thick leak can go in one click); ``band_reach`` /
     ``negative_band_reach``: how far (in uncertain-ball radii) from a
     positive / negative click the band may change; ``min_radius_mm`` /
     ``max_radius_mm``: bounds of the uncertain ball; ``seed_radius_mm``:
@@ -70,6 +73,7 @@ class BuiltinRefiner:
     negative_band_reach: float = 3.0
     band_depth: float = 2.0
     band_max_mm: float = 10.0
+    negative_band_max_mm: float = 30.0
     smooth: bool = False
     max_roi_voxels: int = 160_000
     min_background_fraction: float = 0.05
@@ -106,6 +110,9 @@ class BuiltinRefiner:
         neg = np.minimum(roi.local(req.negative) // stride, np.asarray(mask_c.shape) - 1)
         seeds = self.point_seeds(mask_c, pos.reshape(-1, 3), neg.reshape(-1, 3), spacing, prob,
                                  max_radius_mm=0.75 * req.roi_margin_mm)
+        if req.locked_background is not None:  # removed leaks stay background seeds
+            lock_c = _coarse(req.locked_background[sl], stride) & ~mask_c
+            seeds[lock_c & (seeds != algorithms.FG)] = algorithms.BG
         fg = algorithms.BACKENDS[self.backend](self._prep(image), seeds, spacing)
         added = _connected_to(fg & ~mask_c, pos) if len(pos) else None
         removed = _connected_to(mask_c & ~fg, neg) if len(neg) else None
@@ -152,13 +159,13 @@ class BuiltinRefiner:
         near = np.zeros(mask.shape, dtype=bool) if np.isfinite(self.band_reach) else np.ones(mask.shape, bool)
         hard_fg = np.zeros(mask.shape, dtype=bool)
         hard_bg = np.zeros(mask.shape, dtype=bool)
-        depth = 0.0
+        depths = {True: 0.0, False: 0.0}  # deepest positive / negative click
         keep_core = np.zeros(mask.shape, dtype=bool)
         near_neg = np.zeros(mask.shape, dtype=bool)
         for pts, dist, hard in ((pos, d_out, hard_fg), (neg, d_in, hard_bg)):
             for p in pts:
                 d = 0.0 if dist is None else float(dist[tuple(p)])
-                depth = max(depth, d)
+                depths[hard is hard_fg] = max(depths[hard is hard_fg], d)
                 radius = float(np.clip(self.min_radius_mm + 2.0 * d, self.min_radius_mm, max(r_max, self.min_radius_mm)))
                 r2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, p, spacing))
                 unknown |= r2 <= radius**2
@@ -169,12 +176,15 @@ class BuiltinRefiner:
                 hard |= r2 <= max(self.seed_radius_mm, float(spacing.min())) ** 2
                 if hard is hard_bg:  # the leak itself: about d around the click
                     keep_core |= r2 <= (self.min_radius_mm + d) ** 2
+        depth = max(depths.values())
         band_width = float(np.clip(self.band_depth * depth, self.band_mm, self.band_max_mm))
+        neg_width = float(np.clip(self.band_depth * depths[False], self.band_mm, self.negative_band_max_mm))
         if d_out is not None and d_in is not None:
             unknown |= ~mask & (d_out <= band_width) & near  # where a positive click may add
-            unknown |= mask & (d_in <= band_width) & near_neg  # where a negative click may remove
+            unknown |= mask & (d_in <= max(band_width, neg_width)) & near_neg  # where a negative click may remove
             if len(neg):  # keep the core of the structure away from the leak
-                core = mask & (d_in >= min(band_width, 0.5 * float(d_in.max()))) & ~keep_core
+                width = max(band_width, neg_width)
+                core = mask & (d_in >= min(width, 0.5 * float(d_in.max()))) & ~keep_core
                 unknown &= ~core
         if prob is not None:
             unknown |= (prob > 0.1) & (prob < 0.9) & near
