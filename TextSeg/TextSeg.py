@@ -28,6 +28,7 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from TextSegLogicLib.logic import TextSegLogic as _CoreLogic  # noqa: E402
+from TextSegLib.errors import TextSegError  # noqa: E402
 
 
 class TextSeg(ScriptedLoadableModule):
@@ -296,8 +297,11 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _redoRefine(self) -> None:
         seg = self.ui.outputSegmentationSelector.currentNode()
-        if seg is None or not self.logic.redo(seg):
-            self.panel.status_label.setText("Nothing to redo.")
+        try:
+            if seg is None or not self.logic.redo(seg):
+                self.panel.status_label.setText("Nothing to redo.")
+        except TextSegError as exc:  # a redo that would overwrite a later edit
+            self.panel.status_label.setText(str(exc))
 
     def _setRefineShortcuts(self, on: bool) -> None:
         """Create (module entered) or delete (module left) the shortcuts, scoped to the slice views."""

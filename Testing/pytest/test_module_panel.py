@@ -221,22 +221,23 @@ def test_refine_section_refines_last_run_segment(app, panel, wired):
     assert mrml_io.segment_array_ijk(logic.segmentations_logic, seg, sid, vol)[tuple(inside)]
 
 
-def test_unavailable_model_is_explained(app, panel):
+def test_unavailable_model_is_explained(app, panel, tmp_path, monkeypatch):
+    """SAT-Pro without its weights (an empty model home): the run is refused with the reason."""
     from slicer_bootstrap import make_scene
     from TextSegLogicLib import TextSegLogic, engines
     from TextSegPanelLib.controller import TextSegController
 
+    monkeypatch.setenv("TEXTSEG_HOME", str(tmp_path / "home"))
     env = make_scene()
     node = env.load_volume(CT_CHEST)
     ctrl = TextSegController(panel, TextSegLogic(**env.logics()), lambda: node, lambda: None)
-    ok, reason = engines.available("remote")
-    if ok:
-        pytest.skip("a remote engine is installed")
-    panel.model_combo.setCurrentIndex(panel.model_combo.findData("remote"))
+    ok, reason = engines.available("sat-pro")
+    assert not ok and "SAT-Pro" in reason
+    panel.model_combo.setCurrentIndex(panel.model_combo.findData("sat-pro"))
     panel.prompt_edit.setPlainText("liver")
     panel.segment_button.click()
     assert ctrl.job is None and qc.text(panel.status_label) == reason
-    assert panel.model_combo.itemData(panel.model_combo.findData("remote"), QtCore.Qt.ToolTipRole) == reason
+    assert panel.model_combo.itemData(panel.model_combo.findData("sat-pro"), QtCore.Qt.ToolTipRole) == reason
 
 
 def test_panel_screenshot(app, tmp_path):

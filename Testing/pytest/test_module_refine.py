@@ -209,3 +209,25 @@ def test_edit_outside_textseg_restarts_the_session(env, setup):
     ref.add(positive_ras=vol.ijk_to_ras_points(np.array([15, 15, 7])))
     assert (ref.session.mask == read(logic, seg, sid, vol)).all()
     assert read(logic, seg, sid, vol)[painted].all(), "the session restarted from the edited segment"
+
+
+def test_undo_refuses_to_overwrite_a_later_edit(env, setup):
+    """Undoing a refinement after the user edited its block elsewhere would lose that
+    edit: it is refused with a clear message, changes nothing, and stays undoable."""
+    from TextSegLib.errors import TextSegError
+
+    logic, node, seg, sid, other, vol = setup
+    ref = logic.refinement(node, seg, sid)
+    before = read(logic, seg, sid, vol)
+    result = ref.add(negative_ras=vol.ijk_to_ras_points(lung_voxel(before)))
+    assert result.changed_box is not None
+    refined = read(logic, seg, sid, vol)
+    edited = refined.copy()
+    sl = tuple(slice(a, b) for a, b in zip(*result.changed_box))
+    edited[sl] = True  # e.g. painted over the refined block in the Segment Editor
+    mrml_io.write_mask(env.segmentations_logic, seg, sid, edited, vol.ijk_to_ras)
+    with pytest.raises(TextSegError, match="edited after this refinement"):
+        logic.undo(seg)
+    assert (read(logic, seg, sid, vol) == edited).all(), "the user's edit is kept"
+    mrml_io.write_mask(env.segmentations_logic, seg, sid, refined, vol.ijk_to_ras)  # user reverts their edit
+    assert logic.undo(seg) and (read(logic, seg, sid, vol) == before).all(), "the step was kept and now undoes"

@@ -55,16 +55,28 @@ class SegmentationHistory:
         """Revert the latest snapshot or action; False when there is none."""
         if not self.can_undo(segmentation_node):
             return False
-        entry = self._stacks[segmentation_node.GetID()].pop()
-        self._redo.setdefault(segmentation_node.GetID(), []).append(self._apply(segmentation_node, entry, undo=True))
+        stack = self._stacks[segmentation_node.GetID()]
+        entry = stack.pop()
+        try:
+            applied = self._apply(segmentation_node, entry, undo=True)
+        except Exception:
+            stack.append(entry)  # refused or failed: the step stays undoable
+            raise
+        self._redo.setdefault(segmentation_node.GetID(), []).append(applied)
         return True
 
     def redo(self, segmentation_node: Any) -> bool:
         """Re-apply the latest undone snapshot or action; False when there is none."""
         if not self.can_redo(segmentation_node):
             return False
-        entry = self._redo[segmentation_node.GetID()].pop()
-        self._stacks.setdefault(segmentation_node.GetID(), []).append(self._apply(segmentation_node, entry, undo=False))
+        redo_stack = self._redo[segmentation_node.GetID()]
+        entry = redo_stack.pop()
+        try:
+            applied = self._apply(segmentation_node, entry, undo=False)
+        except Exception:
+            redo_stack.append(entry)
+            raise
+        self._stacks.setdefault(segmentation_node.GetID(), []).append(applied)
         return True
 
     @staticmethod

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from TextSegLib.errors import GeometryError, InputFileError
+from TextSegLib.errors import GeometryError, InputFileError, TextSegError
 
 from . import mrml_io
 from .history import HistoryAction
@@ -244,7 +244,20 @@ class SegmentRefinement:
         self._stamp = self._labelmap_stamp()
 
     def _replay(self, session: Any, undo: bool) -> None:
-        """Undo (or redo) ``session``'s last step and write its block."""
+        """Undo (or redo) ``session``'s last step and write its block.
+
+        Refuses (and changes nothing) when the segment's voxels in that block are no
+        longer what the refinement left there: an edit made since then would be lost.
+        """
+        region, expected = session.pending(undo)
+        if region is not None and expected is not None:
+            current = mrml_io.segment_array_ijk(self.logic.segmentations_logic, self.segmentation_node,
+                                                self.segment_id, self.volume)
+            if not np.array_equal(current[region.slices].astype(bool), np.asarray(expected, dtype=bool)):
+                raise TextSegError(
+                    f"Segment {self.segment_id!r} was edited after this refinement, in the block it changed; "
+                    f"{'undoing' if undo else 'redoing'} it now would overwrite that edit.",
+                    "Undo the later edit first (e.g. with the Segment Editor's undo), or keep refining.")
         region = session.undo() if undo else session.redo()
         if region is not None:
             self._write((region.start, region.stop), session)

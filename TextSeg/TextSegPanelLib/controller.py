@@ -218,8 +218,11 @@ class TextSegController:
 
     def undo(self) -> None:
         node = self.segmentation_node()
-        if node is not None and self.logic.undo(node):
-            self.panel.status_label.setText("Restored the segmentation from before the last run.")
+        try:
+            if node is not None and self.logic.undo(node):
+                self.panel.status_label.setText("Undone: the segmentation is back to its previous state.")
+        except TextSegError as exc:  # e.g. an undo that would overwrite a later edit
+            self.panel.status_label.setText(str(exc))
         self.panel.undo_button.setEnabled(self.logic.history.can_undo(node))
 
     def show_3d(self, show: bool) -> None:

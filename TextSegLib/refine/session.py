@@ -186,6 +186,16 @@ class RefineSession:
         self._restore(step, step.mask_after, step.lock_after)
         return step.region
 
+    def pending(self, undo: bool = True) -> tuple[Region | None, np.ndarray | None]:
+        """The block the next undo (or redo) would rewrite, and the content that block must
+        hold now for that to be safe: callers compare it with the live segment, so an undo
+        never overwrites an edit made elsewhere after this interaction."""
+        stack = self._done if undo else self._undone
+        if not stack:
+            return None, None
+        step = stack[-1]
+        return step.region, (step.mask_after if undo else step.mask_before)
+
     # -- helpers ------------------------------------------------------------------
     def _restore(self, step: _Step, mask_block: np.ndarray | None, lock_block: np.ndarray | None) -> None:
         if step.region is None or mask_block is None or lock_block is None:
