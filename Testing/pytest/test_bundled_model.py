@@ -2,6 +2,7 @@
 prompt -> (tree) -> query -> tiles -> masks -> source grid -> files."""
 from __future__ import annotations
 
+from pathlib import Path
 import csv
 
 import numpy as np
@@ -90,3 +91,18 @@ def test_demo_cli_writes_files_and_refuses_overwrite(tmp_path, capsys, one_threa
     assert {n.lower() for n in seg.names} == {"liver", "spleen"}  # segments carry preferred names
     assert main(["demo", "--out", str(out)]) != 0  # existing files are never overwritten
     assert "already exists" in capsys.readouterr().err
+
+
+def test_demo_default_folder_never_overwrites_an_earlier_demo(tmp_path, monkeypatch):
+    from TextSegLib.cli.demo import default_out_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert default_out_dir(False) == Path("textseg-demo")
+    Path("textseg-demo").mkdir()
+    assert default_out_dir(False) == Path("textseg-demo")  # empty: reuse it
+    (Path("textseg-demo") / "demo.seg.nrrd").write_bytes(b"user's file")
+    assert default_out_dir(False) == Path("textseg-demo-2")
+    Path("textseg-demo-2").mkdir()
+    (Path("textseg-demo-2") / "x").write_text("x")
+    assert default_out_dir(False) == Path("textseg-demo-3")
+    assert default_out_dir(True) == Path("textseg-demo")  # --overwrite: the plain folder

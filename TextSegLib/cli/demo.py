@@ -71,9 +71,22 @@ def write_overlay_png(volume, masks: dict[str, np.ndarray], colors: dict[str, Se
     return path
 
 
+def default_out_dir(overwrite: bool, base: str = "textseg-demo") -> Path:
+    """``textseg-demo``, or the first free ``textseg-demo-N``, so an earlier demo's files
+    (which the user may have opened or edited) are never overwritten by a plain rerun."""
+    first = Path(base)
+    if overwrite or not first.exists() or not any(first.iterdir()):
+        return first
+    n = 2
+    while Path(f"{base}-{n}").exists() and any(Path(f"{base}-{n}").iterdir()):
+        n += 1
+    return Path(f"{base}-{n}")
+
+
 @click.command("demo")
-@click.option("--out", "out_dir", default="textseg-demo", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the results.")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Folder for the results [default: textseg-demo, or textseg-demo-2, -3, ... "
+                   "when an earlier demo's results are there].")
 @click.option("-p", "--prompt", "prompts", multiple=True,
               help="Structures to segment (repeatable; default: liver, spleen, kidneys, aorta).")
 @click.option("--model-path", type=click.Path(exists=True, file_okay=False),
@@ -81,7 +94,7 @@ def write_overlay_png(volume, masks: dict[str, np.ndarray], colors: dict[str, Se
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(0, 256),
               help="CPU threads for torch (0 = torch's default; 1 is fastest on a busy machine).")
 @click.option("--overwrite", is_flag=True, help="Replace existing result files.")
-def command(out_dir: str, prompts: tuple[str, ...], model_path: str | None, threads: int, overwrite: bool) -> None:
+def command(out_dir: str | None, prompts: tuple[str, ...], model_path: str | None, threads: int, overwrite: bool) -> None:
     """Segment the bundled sample CT with the bundled offline model (CPU, < 1 min)."""
     import SimpleITK as sitk
 
@@ -93,7 +106,7 @@ def command(out_dir: str, prompts: tuple[str, ...], model_path: str | None, thre
     from .segment import describe_prompts
 
     t0 = time.perf_counter()
-    out = Path(out_dir)
+    out = Path(out_dir) if out_dir else default_out_dir(overwrite)
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / f"demo{s}" for k, s in (("seg", ".seg.nrrd"), ("png", "_overlay.png"), ("csv", "_volumes.csv"))}
     for k in ("png", "csv"):
