@@ -127,7 +127,7 @@ def command(out_dir: str | None, prompts: tuple[str, ...], model_path: str | Non
     seg = Segmentation(volume)
     colors = {}
     for d in described:
-        key = d.get("prompt", d["name"])  # masks are keyed by the prompt as typed
+        key = d["prompt"]  # masks are keyed by the prompt as typed
         s = seg.add(Segment(d["name"], result.masks[key], terminology=d["terminology"], color=d["color"],
                             concept_id=d["concept_id"]), on_conflict="rename")
         colors[key] = tuple(s.color) if getattr(s, "color", None) else d["color"]

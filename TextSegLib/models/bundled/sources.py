@@ -72,15 +72,21 @@ def _extract(archive: Path, members_prefix: str, dest: Path) -> None:
             zf.extractall(dest, [n for n in zf.namelist() if members_prefix in n])
 
 
+def _fetch(cache: Path, root: Path, marker: str, spec: str, sdist: bool, *members: str) -> Path:
+    """``root``, after downloading ``spec`` and unpacking ``members`` into ``cache``
+    when ``root / marker`` is not there yet."""
+    if not (root / marker).exists():
+        arc = _pip_download(spec, cache / "dl", sdist=sdist)
+        for member in members:
+            _extract(arc, member, cache)
+    return root
+
+
 def totalsegmentator_root(cache: Path | None = None) -> Path:
     """Folder of the unpacked TotalSegmentator sdist (tests + class map)."""
     cache = cache or cache_dir()
-    root = cache / f"totalsegmentator-{TS_VERSION}"
-    if not (root / "tests" / "reference_files" / "example_ct.nii.gz").exists():
-        arc = _pip_download(f"totalsegmentator=={TS_VERSION}", cache / "dl", sdist=True)
-        _extract(arc, "tests/reference_files", cache)
-        _extract(arc, "map_to_binary.py", cache)
-    return root
+    return _fetch(cache, cache / f"totalsegmentator-{TS_VERSION}", "tests/reference_files/example_ct.nii.gz",
+                  f"totalsegmentator=={TS_VERSION}", True, "tests/reference_files", "map_to_binary.py")
 
 
 def ts_class_map(task: str, cache: Path | None = None) -> dict[int, str]:
@@ -99,26 +105,17 @@ def ts_class_map(task: str, cache: Path | None = None) -> dict[int, str]:
 
 def pyradiomics_data(cache: Path | None = None) -> Path:
     cache = cache or cache_dir()
-    d = cache / f"pyradiomics-{PYRADIOMICS_VERSION}" / "data"
-    if not (d / "lung2_label.nrrd").exists():
-        arc = _pip_download(f"pyradiomics=={PYRADIOMICS_VERSION}", cache / "dl", sdist=True)
-        _extract(arc, "/data/lung", cache)
-    return d
+    return _fetch(cache, cache / f"pyradiomics-{PYRADIOMICS_VERSION}" / "data", "lung2_label.nrrd",
+                  f"pyradiomics=={PYRADIOMICS_VERSION}", True, "/data/lung")
 
 
 def liver_data(cache: Path | None = None) -> Path:
     cache = cache or cache_dir()
-    d = cache / "liver_ct_segmentation_package" / "data"
-    if not (d / "lab_117.mrc").exists():
-        arc = _pip_download(f"liver-ct-segmentation-package=={LIVER_PKG_VERSION}", cache / "dl", sdist=False)
-        _extract(arc, "data/", cache)
-    return d
+    return _fetch(cache, cache / "liver_ct_segmentation_package" / "data", "lab_117.mrc",
+                  f"liver-ct-segmentation-package=={LIVER_PKG_VERSION}", False, "data/")
 
 
 def slicerio_data(cache: Path | None = None) -> Path:
     cache = cache or cache_dir()
-    d = cache / "slicerio" / "data"
-    if not (d / "CTChest4.nrrd").exists():
-        arc = _pip_download(f"slicerio=={SLICERIO_VERSION}", cache / "dl", sdist=False)
-        _extract(arc, "slicerio/data/", cache)
-    return d
+    return _fetch(cache, cache / "slicerio" / "data", "CTChest4.nrrd",
+                  f"slicerio=={SLICERIO_VERSION}", False, "slicerio/data/")
