@@ -5,7 +5,9 @@ import random
 
 import numpy as np
 
+from TextSegLib.models.bundled import contrast
 from TextSegLib.models.bundled.augment import make_sample
+from TextSegLib.models.bundled.cases import Case
 from TextSegLib.models.bundled.cases import _ts_labels, body_mask_ct, lung_masks_ct
 from TextSegLib.models.bundled.labels import prompt_forms, sample_prompt, split_side, ts_concept
 from TextSegLib.models.bundled.preprocess import mask_to_grid, normalize, prepare
@@ -112,3 +114,55 @@ def test_make_sample_is_deterministic():
     b = make_sample(case, ["liver"], (32, 32, 16), random.Random(7), "liver")
     for u, v in zip(a, b):
         assert np.array_equal(u, v)
+
+
+def _unenhanced_case() -> "Case":
+    """The synthetic case with an unenhanced 'aorta' (40 HU) and a 'vertebral column' (300 HU)."""
+    case = synthetic_case("native")
+    aorta = np.zeros(case.image.shape, bool)
+    aorta[16:20, 14:18, :] = True
+    spine = np.zeros(case.image.shape, bool)
+    spine[16:20, 20:26, :] = True
+    case.image[aorta] = 40.0
+    case.image[spine] = 300.0
+    case.labels.update({"aorta": aorta, "vertebral column": spine})
+    return case
+
+
+def test_contrast_class_map_and_unenhanced_detection():
+    case = _unenhanced_case()
+    cls = contrast.class_map(case.labels, case.image.shape)
+    names = [n for n, _ in contrast.CLASSES]
+    assert cls[17, 15, 5] == names.index("artery") + 1 and cls[28, 15, 10] == names.index("liver") + 1
+    assert cls[17, 22, 5] == 0  # bone does not enhance
+    assert contrast.is_unenhanced(case.image, case.labels, "ct")
+    bright = case.image.copy()
+    bright[case.labels["aorta"]] = 250.0
+    assert not contrast.is_unenhanced(bright, case.labels, "ct")  # already enhanced: left alone
+    assert not contrast.is_unenhanced(case.image, case.labels, "mri")
+    assert not contrast.is_unenhanced(case.image, {"liver": case.labels["liver"]}, "ct")  # no aorta label
+
+
+def test_contrast_phases_brighten_vessels_more_than_organs():
+    case = _unenhanced_case()
+    cls = contrast.class_map(case.labels, case.image.shape)
+    rng = np.random.default_rng(0)
+    for phase in contrast.PHASES:
+        off = contrast.enhancement(cls, rng, phase)
+        inner_aorta = off[17:19, 15:17, 5:20].mean()
+        lo, hi = contrast.PHASES[phase][0]
+        assert 0.5 * lo <= inner_aorta <= hi  # smoothed at the border only
+        assert off[2, 2, 2] == 0.0  # outside every labelled tissue
+    art = contrast.enhancement(cls, np.random.default_rng(1), "arterial")
+    assert art[17:19, 15:17, 5:20].mean() > art[26:32, 12:22, 6:16].mean() + 100  # aorta ≫ liver
+
+
+def test_make_sample_simulates_contrast_only_on_unenhanced_ct():
+    case = _unenhanced_case()
+    aorta_hu = []
+    for seed in range(12):
+        x, t, valid = make_sample(case, ["aorta"], (32, 32, 24), random.Random(seed), "aorta")
+        core = (t[0] > 0) & valid
+        aorta_hu.append(float(np.median(x[0][core])) * 500.0)  # wide channel = HU / 500
+    assert min(aorta_hu) < 90 and max(aorta_hu) > 150  # some crops native, some enhanced
+    assert make_sample.__globals__["_classes"](synthetic_case()) is None  # no aorta label: never

@@ -5,7 +5,8 @@ Geometric: random crop (often centred on a labelled voxel), thin-slab crops
 sliding window), isotropic scale ±15 %, small rotation about the S axis and a
 cheap coarse elastic field. NO left/right flips: anatomy is not mirror
 symmetric. Intensity (CT, in HU before normalisation): global scale/offset,
-contrast-phase shifts of enhancing soft tissue, noise, occasional blur.
+contrast-phase shifts of enhancing soft tissue, per-tissue simulated contrast
+phases on unenhanced CT (:mod:`.contrast`), noise, occasional blur.
 Content always starts at index 0 of a crop and is zero-padded at the end,
 exactly as the sliding window pads short tiles at inference.
 """
@@ -16,11 +17,14 @@ import random
 import numpy as np
 from scipy import ndimage
 
+from . import contrast
 from .cases import Case
 from .preprocess import body_center_x, intensity_channels, lateral_channel
 
 #: Probability of a thin-slab crop (6-18 slices of data): short scans such as 40 mm slabs.
 SLAB_P = 0.35
+#: Probability that a crop of an unenhanced CT gets a simulated contrast phase.
+CONTRAST_P = 0.6
 
 
 def _crop_start(n: int, size: int, centre: int | None, rng: random.Random) -> int:
@@ -74,6 +78,14 @@ def _augment_norm(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return x
 
 
+def _classes(case: Case) -> np.ndarray | None:
+    """The case's tissue-class map if it is an unenhanced CT (cached on the case), else None."""
+    if not hasattr(case, "_classes"):
+        case._classes = (contrast.class_map(case.labels, case.image.shape)  # type: ignore[attr-defined]
+                         if contrast.is_unenhanced(case.image, case.labels, case.modality) else None)
+    return case._classes  # type: ignore[attr-defined]
+
+
 def make_sample(case: Case, concepts: list[str], size: tuple[int, int, int], rng: random.Random,
                 centre_on: str | None, strong: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(image (C,*size), targets (K,*size) float32, valid (*size) bool)`` for ``concepts``.
@@ -102,6 +114,9 @@ def make_sample(case: Case, concepts: list[str], size: tuple[int, int, int], rng
         case._cx = body_center_x(case.image, case.modality)  # type: ignore[attr-defined]
     if case.modality == "ct":  # pointwise normalisation: augment HU, then normalise
         img = ndimage.map_coordinates(case.image, coords, order=1, mode="nearest").astype(np.float32)
+        if strong and nrng.random() < CONTRAST_P and _classes(case) is not None:
+            cls = ndimage.map_coordinates(_classes(case), coords, order=0, mode="constant", cval=0)
+            img = img + contrast.enhancement(cls, nrng)
         x = intensity_channels(_augment_hu(img, nrng) if strong else img, "ct")
     else:  # whole-volume statistics, as at inference
         if getattr(case, "_norm", None) is None:
