@@ -146,3 +146,29 @@ def test_cli_defaults_are_the_trainer_defaults():
     opts = {p.name: p.default for p in command.params}
     cfg = trainer.TrainConfig(out="x")
     assert opts["steps"] == cfg.steps and opts["seed"] == cfg.seed and opts["threads"] == cfg.threads
+
+
+def test_worker_processes_give_the_same_training(tmp_path, synthetic_cases):
+    """Samples are a pure function of (seed, step): forked sample workers change nothing."""
+    a, b = tmp_path / "serial", tmp_path / "workers"
+    trainer.train(trainer.TrainConfig(out=str(a), steps=3, sat=dict(TINY)), log=lambda m: None)
+    trainer.train(trainer.TrainConfig(out=str(b), steps=3, sat=dict(TINY), workers=2), log=lambda m: None)
+    ma, _ = load_weights(a)
+    mb, _ = load_weights(b)
+    for (k, va), vb in zip(ma.state_dict().items(), mb.state_dict().values()):
+        assert torch.equal(va, vb), k
+    la = [r.split(",")[1] for r in (a / "train_log.csv").read_text().splitlines()[1:]]
+    lb = [r.split(",")[1] for r in (b / "train_log.csv").read_text().splitlines()[1:]]
+    assert la == lb and len(la) == 3
+
+
+def test_term_embeddings_are_stored_in_the_cache(tmp_path, monkeypatch):
+    terms = ("liver", "spleen")
+    trainer._EMB_MEMO.pop(terms, None)
+    first = trainer._term_embeddings(terms, tmp_path)
+    files = list(tmp_path.glob("term-embeddings-*.npy"))
+    assert len(files) == 1 and np.array_equal(np.load(files[0]), first)
+    trainer._EMB_MEMO.pop(terms, None)
+    # A machine without MiniLM trains from the copied cache: the encoder is not called again.
+    monkeypatch.setattr(trainer.MiniLMEncoder, "shared", classmethod(lambda cls: (_ for _ in ()).throw(AssertionError)))
+    assert np.array_equal(trainer._term_embeddings(terms, tmp_path), first)

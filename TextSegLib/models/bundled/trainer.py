@@ -63,6 +63,8 @@ class TrainConfig:
     ema_decay: float = 0.99  # EMA of the weights, exported; 0 = export the raw weights
     batch: int = 1
     threads: int = 1  # OpenMP threads; >1 is much slower on a shared, busy CPU
+    device: str = "cpu"  # "cpu" (the reference recipe) or "cuda"; samples are identical on both
+    workers: int = 0  # processes preparing samples ahead (0 = in the training process)
     checkpoint_every: int = 50
     cache: str | None = None
     sat: dict = field(default_factory=lambda: dict(SAT_OVERRIDES))
@@ -135,11 +137,56 @@ def vocabulary_of(cases: list[cases_mod.Case]) -> dict[str, list[str]]:
 _EMB_MEMO: dict[tuple[str, ...], np.ndarray] = {}
 
 
-def _term_embeddings(terms: tuple[str, ...]) -> np.ndarray:
-    """MiniLM embeddings of the term list (memoised within the process)."""
+def _term_embeddings(terms: tuple[str, ...], cache: Path | None = None) -> np.ndarray:
+    """MiniLM embeddings of the term list, memoised in the process and stored in
+    the training cache (``term-embeddings-<sha>.npy``), so a machine without the
+    MiniLM package can train from a copied cache."""
     if terms not in _EMB_MEMO:
-        _EMB_MEMO[terms] = MiniLMEncoder.shared().encode(list(terms))
+        import hashlib
+
+        from . import sources
+
+        key = hashlib.sha256("\n".join(terms).encode()).hexdigest()[:16]
+        path = (cache or sources.cache_dir()) / f"term-embeddings-{key}.npy"
+        if path.is_file():
+            _EMB_MEMO[terms] = np.load(path)
+        else:
+            _EMB_MEMO[terms] = MiniLMEncoder.shared().encode(list(terms))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, _EMB_MEMO[terms])
+            except OSError:
+                pass  # a read-only cache only costs a re-encode next time
     return _EMB_MEMO[terms]
+
+
+#: Read-only training context for sample-preparing worker processes (set before they fork).
+_CTX: dict = {}
+
+
+def _step_inputs(step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The batch of optimiser step ``step``: a pure function of the seed and the step
+    number, so serial, worker-process, CPU and GPU runs see the same samples."""
+    cfg, train_cases, cum, concepts, emb_of = (_CTX[k] for k in ("cfg", "cases", "cum", "concepts", "emb_of"))
+    rng = random.Random(cfg.seed * 1_000_003 + step)
+    xs, ts, vs, qs, mods = [], [], [], [], []
+    for _ in range(cfg.batch):
+        case = train_cases[int(np.searchsorted(cum, rng.random()))]
+        centre, chosen = _choose(case, concepts, rng, cfg.queries_per_step)
+        x, t, v = make_sample(case, chosen, cfg.patch, rng, centre)
+        xs.append(x); ts.append(t); vs.append(v)
+        qs.append(np.stack([emb_of[normalize_prompt(sample_prompt(c, rng))] for c in chosen]))
+        mods.append(MODALITY_INDEX[case.modality])
+    return np.stack(xs), np.stack(ts), np.stack(vs), np.stack(qs), np.array(mods)
+
+
+def _batches(start: int, stop: int, pool=None):
+    """Step inputs for ``start..stop-1`` in order, from ``pool`` (forked sample workers) if given."""
+    if pool is None:
+        for step in range(start, stop):
+            yield _step_inputs(step)
+    else:
+        yield from pool.imap(_step_inputs, range(start, stop), chunksize=1)
 
 
 def _ema_update(ema: dict[str, torch.Tensor], model: torch.nn.Module, step: int, decay: float) -> None:
@@ -196,13 +243,31 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     terms = sorted({normalize_prompt(f) for c in concepts for f in prompt_forms(c)})
     log(f"{len(train_cases)} training cases, {len(concepts)} concepts, {len(terms)} prompt forms; "
         f"held out: {cases_mod.HOLDOUT}")
-    emb = _term_embeddings(tuple(terms))
+    emb = _term_embeddings(tuple(terms), cache)
     emb_of = {t: emb[i] for i, t in enumerate(terms)}
+    weights = np.array([CASE_WEIGHTS.get(c.name, 1.0) for c in train_cases])
+    weights /= weights.sum()
+    _CTX.update(cfg=cfg, cases=train_cases, cum=np.cumsum(weights), concepts=concepts, emb_of=emb_of)
+    pool = None
+    if cfg.workers > 0:  # fork the sample workers before any GPU context exists
+        import multiprocessing as mp
 
+        pool = mp.get_context("fork").Pool(cfg.workers)
+    try:
+        return _train_loop(cfg, out, terms, vocab, emb, pool, log)
+    finally:
+        if pool is not None:
+            pool.terminate()
+
+
+def _train_loop(cfg: TrainConfig, out: Path, terms: list[str], vocab: dict[str, list[str]], emb: np.ndarray,
+                pool, log: Callable[[str], None]) -> Path:
     mcfg = MiniConfig(sat=dict(cfg.sat), terms=terms, concepts=vocab,
                       info={"train": {k: v for k, v in asdict(cfg).items() if k not in ("out", "cache")}})
     model = MiniModel(mcfg)
     model.query.set_normalization(emb)
+    device = torch.device(cfg.device)
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     ckpt, log_path = out / "checkpoint.pt", out / "train_log.csv"
     step = 0
@@ -213,7 +278,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["opt"])
             step = int(state["step"])
-            ema = state.get("ema") or {k: v.detach().clone() for k, v in model.state_dict().items()}
+            ema = {k: v.to(device) for k, v in state["ema"].items()} if state.get("ema") else \
+                {k: v.detach().clone() for k, v in model.state_dict().items()}
         except Exception as exc:
             raise CheckpointError(f"Cannot resume from {ckpt}: {exc}.",
                                   "Delete the checkpoint to start over.") from None
@@ -221,8 +287,6 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     elif log_path.exists():
         log_path.unlink()
 
-    weights = np.array([CASE_WEIGHTS.get(c.name, 1.0) for c in train_cases])
-    weights /= weights.sum()
     from tqdm import tqdm
 
     t0 = time.time()
@@ -234,26 +298,14 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
             writer.writerow(["step", "loss", "lr", "seconds"])
         bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
         last = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
-        while step < last:
+        for inputs in _batches(step, last, pool):
             if cfg.max_minutes and (time.time() - t0) / 60 > cfg.max_minutes:
                 log(f"Time limit of {cfg.max_minutes} min reached at step {step}.")
                 break
-            rng = random.Random(cfg.seed * 1_000_003 + step)
-            xs, ts, vs, qs, mods = [], [], [], [], []
-            for _ in range(cfg.batch):
-                case = train_cases[int(np.searchsorted(np.cumsum(weights), rng.random()))]
-                centre, chosen = _choose(case, concepts, rng, cfg.queries_per_step)
-                x, t, v = make_sample(case, chosen, cfg.patch, rng, centre)
-                xs.append(x); ts.append(t); vs.append(v)
-                qs.append(np.stack([emb_of[normalize_prompt(sample_prompt(c, rng))] for c in chosen]))
-                mods.append(MODALITY_INDEX[case.modality])
             for g in opt.param_groups:
                 g["lr"] = _lr(step, cfg)
-            x = torch.from_numpy(np.stack(xs))
-            target = torch.from_numpy(np.stack(ts))
-            valid = torch.from_numpy(np.stack(vs))
-            q_emb = torch.from_numpy(np.stack(qs))
-            midx = torch.tensor(mods)[:, None].expand(-1, q_emb.shape[1])
+            x, target, valid, q_emb, midx = (torch.from_numpy(a).to(device) for a in inputs)
+            midx = midx[:, None].expand(-1, q_emb.shape[1])
             logits = model.sat.decode(model.sat.encode_image(x), model.query(q_emb, midx))
             loss = _loss(logits, target, valid)
             opt.zero_grad(set_to_none=True)
@@ -278,6 +330,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     mcfg.info["steps_done"] = step
     if cfg.ema_decay > 0:
         model.load_state_dict(ema)
+    model.cpu()
     save_weights(model, emb, out / "model.safetensors")
     (out / "config.json").write_text(mcfg.to_json())
     (out / "terms.txt").write_text("\n".join(terms) + "\n")
@@ -299,7 +352,7 @@ def export_checkpoint(train_dir: str | Path, out: str | Path, cache: str | None 
     model = MiniModel(mcfg)
     model.load_state_dict(state.get("ema") or state["model"])
     out.mkdir(parents=True, exist_ok=True)
-    save_weights(model, _term_embeddings(tuple(terms)), out / "model.safetensors")
+    save_weights(model, _term_embeddings(tuple(terms), Path(cache) if cache else None), out / "model.safetensors")
     (out / "config.json").write_text(mcfg.to_json())
     (out / "terms.txt").write_text("\n".join(terms) + "\n")
     return out
