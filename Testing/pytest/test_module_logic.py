@@ -225,8 +225,8 @@ def test_refine_segment_with_markups_is_undoable(env, ct, logic):
 def test_bundled_model_segments_lungs(env, ct):
     """The final scenario with the real bundled model (~2.5 min on 2 CPU cores).
 
-    Floor 0.4: textseg-mini is a small demo model (see its card); with the shipped
-    weights it measured 0.547 (left lung) and 0.464 (right lung) on CTChest4.
+    Floor 0.9: with the shipped ensemble textseg-mini measured 0.974 (left lung)
+    and 0.976 (right lung) on CTChest4 (a training scan; see its model card).
     """
     from TextSegLib.errors import ModelError
 
@@ -241,4 +241,4 @@ def test_bundled_model_segments_lungs(env, ct):
     for sid, s in segments(seg_node).items():
         d = dice(seg_array(env, logic, seg_node, sid, ct), reference_segment(s.GetName().lower()))
         print(f"{s.GetName()}: Dice {d:.3f} with {engine.name}")
-        assert d > 0.4, f"{s.GetName()}: Dice {d:.3f} with {engine.name}"
+        assert d > 0.9, f"{s.GetName()}: Dice {d:.3f} with {engine.name}"

@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from ...errors import ModelError
 from ...resources import resource_path
+from .ensemble import combine, member_folders
 from .model import load_weights
 from .preprocess import normalize
 from .labels import prompt_forms
@@ -76,7 +77,8 @@ def load_bundled_engine(folder: str | Path | None = None, *, device: str = "cpu"
                         use_tree: bool = True, threads: int | None = None):
     """A ready :class:`SATEngine` running textseg-mini (CPU by default).
 
-    ``folder`` overrides the model folder (e.g. the output of ``textseg train``);
+    ``folder`` overrides the model folder (e.g. the output of ``textseg train``, or a
+    folder with ``ensemble.json`` listing several trained members, see :mod:`.ensemble`);
     ``use_tree=False`` sends every prompt not in the term list straight to MiniLM
     instead of first mapping it to a known term through the knowledge tree.
     """
@@ -91,16 +93,18 @@ def load_bundled_engine(folder: str | Path | None = None, *, device: str = "cpu"
     if not path.is_dir():
         raise ModelError(f"textseg-mini model folder {path} does not exist.",
                          "Pass the folder written by `textseg train --out ...`.")
-    model, term_emb = load_weights(path)
+    loaded = [load_weights(p) for p in member_folders(path)]
+    image_model, head = combine([m for m, _ in loaded], [e for _, e in loaded])
+    model, term_emb = loaded[0]
     cfg = model.config
-    queries = MiniQueryProvider(model.query, cfg.terms, term_emb, cfg.concepts, use_tree=use_tree)
+    queries = MiniQueryProvider(head, cfg.terms, term_emb, cfg.concepts, use_tree=use_tree)
     s = float(cfg.spacing)
     pre = PreprocessConfig(spacing=(s, s, s), crop_foreground=False, normaliser=normalize)
     inf = InferenceConfig(preprocess=pre, patch_size=tuple(int(v) for v in cfg.sat["patch_size"]),
                           in_channels=int(cfg.sat["in_channels"]), threshold=float(cfg.threshold),
                           device=device, precision="fp32")
     cls = _make_engine_class()
-    engine = cls(model.sat, queries, inf, name=NAME, vocabulary=cfg.concepts)
+    engine = cls(image_model, queries, inf, name=NAME, vocabulary=cfg.concepts)
     concepts = {c for v in cfg.concepts.values() for c in v}
     engine.concept_of = {normalize_prompt(f): c for c in concepts for f in prompt_forms(c)}
     engine.query_provider = queries  # type: ignore[attr-defined]
