@@ -5,6 +5,11 @@ import numpy as np
 
 from TextSegLib.models.bundled.cases import Case
 
+#: A tiny textseg-mini image configuration for fast tests.
+TINY = {"stage_channels": (4, 8), "convs_per_stage": 1, "in_channels": 3, "proj_hidden": 16,
+        "query_dim": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 16, "mask_hidden": 8,
+        "patch_size": (16, 16, 16)}
+
 
 def synthetic_case(name: str = "synthetic", shape=(40, 36, 24), seed: int = 0) -> Case:
     """A CT-like box: body at 40 HU, a 'liver' block on the patient's right (high i),

@@ -12,9 +12,8 @@ from TextSegLib.models.bundled.ensemble import EnsembleSAT, combine, member_fold
 from TextSegLib.models.bundled.model import MiniConfig, MiniModel, save_weights
 from TextSegLib.volume import Volume, make_ijk_to_ras
 
-TINY = {"stage_channels": (4, 8), "convs_per_stage": 1, "in_channels": 3, "proj_hidden": 16,
-        "query_dim": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 16, "mask_hidden": 8,
-        "patch_size": (16, 16, 16)}
+from _bundled_helpers import TINY
+
 TERMS = ["liver", "spleen"]
 
 

@@ -11,11 +11,7 @@ from TextSegLib.models.bundled import trainer
 from TextSegLib.models.bundled.model import MiniConfig, MiniModel, load_weights, save_weights
 from TextSegLib.models.bundled.text import MiniQueryProvider
 
-from _bundled_helpers import synthetic_case
-
-TINY = {"stage_channels": (4, 8), "convs_per_stage": 1, "in_channels": 3, "proj_hidden": 16,
-        "query_dim": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 16, "mask_hidden": 8,
-        "patch_size": (16, 16, 16)}
+from _bundled_helpers import TINY, synthetic_case
 
 
 @pytest.fixture()
