@@ -168,3 +168,13 @@ def test_term_embeddings_are_stored_in_the_cache(tmp_path, monkeypatch):
     # A machine without MiniLM trains from the copied cache: the encoder is not called again.
     monkeypatch.setattr(trainer.MiniLMEncoder, "shared", classmethod(lambda cls: (_ for _ in ()).throw(AssertionError)))
     assert np.array_equal(trainer._term_embeddings(terms, tmp_path), first)
+
+
+def test_training_on_an_absent_gpu_is_a_clear_error(tmp_path, monkeypatch):
+    from TextSegLib.cli.main import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(Exception, match="CUDA was requested") as info:
+        trainer.train(trainer.TrainConfig(out=str(tmp_path / "x"), device="cuda"), log=lambda m: None)
+    assert info.type.__name__ == "DeviceError" and not (tmp_path / "x").exists()
+    assert main(["train", "--out", str(tmp_path / "y"), "--device", "cuda"]) != 0

@@ -227,7 +227,10 @@ def plot_loss(log_path: Path, png: Path) -> None:
 
 def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     """Train (or resume) and write the model folder ``cfg.out``; returns it."""
+    from ...engine.device import choose_device
+
     out = Path(cfg.out)
+    device = choose_device(cfg.device)  # a clear error for an absent GPU, before any work
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -254,19 +257,18 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
 
         pool = mp.get_context("fork").Pool(cfg.workers)
     try:
-        return _train_loop(cfg, out, terms, vocab, emb, pool, log)
+        return _train_loop(cfg, device, out, terms, vocab, emb, pool, log)
     finally:
         if pool is not None:
             pool.terminate()
 
 
-def _train_loop(cfg: TrainConfig, out: Path, terms: list[str], vocab: dict[str, list[str]], emb: np.ndarray,
+def _train_loop(cfg: TrainConfig, device: torch.device, out: Path, terms: list[str], vocab: dict[str, list[str]], emb: np.ndarray,
                 pool, log: Callable[[str], None]) -> Path:
     mcfg = MiniConfig(sat=dict(cfg.sat), terms=terms, concepts=vocab,
                       info={"train": {k: v for k, v in asdict(cfg).items() if k not in ("out", "cache")}})
     model = MiniModel(mcfg)
     model.query.set_normalization(emb)
-    device = torch.device(cfg.device)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     ckpt, log_path = out / "checkpoint.pt", out / "train_log.csv"
