@@ -270,6 +270,9 @@ def _train_loop(cfg: TrainConfig, device: torch.device, out: Path, terms: list[s
     model = MiniModel(mcfg)
     model.query.set_normalization(emb)
     model.to(device)
+    # oneDNN's 3-D convolutions are ~20 % faster channels-last on a CPU (measured on 2-core EPYC).
+    fmt = torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
+    model.to(memory_format=fmt)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     ckpt, log_path = out / "checkpoint.pt", out / "train_log.csv"
     step = 0
@@ -307,6 +310,7 @@ def _train_loop(cfg: TrainConfig, device: torch.device, out: Path, terms: list[s
             for g in opt.param_groups:
                 g["lr"] = _lr(step, cfg)
             x, target, valid, q_emb, midx = (torch.from_numpy(a).to(device) for a in inputs)
+            x = x.contiguous(memory_format=fmt)
             midx = midx[:, None].expand(-1, q_emb.shape[1])
             logits = model.sat.decode(model.sat.encode_image(x), model.query(q_emb, midx))
             loss = _loss(logits, target, valid)
