@@ -33,3 +33,17 @@ def oblique_direction(deg: float = 25.0) -> np.ndarray:
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * np.count_nonzero(a & b) / max(1, int(a.sum()) + int(b.sum()))
+
+
+def protocol_click(pred: np.ndarray, ref: np.ndarray):
+    """The simulated-click protocol's next click on an isotropic grid: ``(ijk, positive)``
+    at the interior of the largest error region, or None (``benchmarks/clicks.py``)."""
+    import sys
+    from pathlib import Path
+
+    bench = str(Path(__file__).resolve().parents[2] / "benchmarks")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    from clicks import next_click
+
+    return next_click(pred, ref, np.ones(3))

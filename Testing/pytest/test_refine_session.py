@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from _refine_helpers import ball, two_spheres
-from TextSegLib.refine import RefineInputError, RefineSession, refine
+from TextSegLib.refine import BuiltinRefiner, RefineInputError, RefineSession, refine
 from TextSegLib.volume import Volume
 
 
@@ -25,13 +25,16 @@ def leaky():
 def test_removed_leak_stays_removed_after_positive_click(leaky):
     vol, a, b, start = leaky
     given = start.copy()
-    s = RefineSession(vol, start)
+    # a refiner without the per-click size cap, intensity gate and size scaling, which on their own
+    # already keep this leak out: the lock is what is tested here
+    permissive = BuiltinRefiner(max_change_fraction=0, intensity_gate=False, size_ref_mm=0)
+    s = RefineSession(vol, start, engine=permissive)
     r1 = s.add(negative_points=[(34, 20, 18)], points_space="ijk")
     assert not (s.mask & b).any(), "the negative click removes the leak"
     s.add(positive_points=[(20, 20, 18)], points_space="ijk")
     assert not (s.mask & b).any(), "the leak must not grow back"
     assert s.mask[20, 20, 18] and (s.mask & a).sum() > (r1.mask & a).sum()
-    plain = refine(vol, r1.mask, [(20, 20, 18)], points_space="ijk").mask
+    plain = refine(vol, r1.mask, [(20, 20, 18)], points_space="ijk", engine=permissive).mask
     assert (plain & b).any(), "without the session the leak grows back (the test is meaningful)"
     assert (start == given).all()  # the caller's mask is untouched
     assert len(s.negative_points) == 1 and len(s.positive_points) == 1

@@ -30,14 +30,15 @@ def _numbers(text: str, n: int, option: str) -> list[float]:
               help="Box corners (repeatable); flat along one axis = a box on one slice.")
 @click.option("--ijk", is_flag=True, help="Coordinates are voxel indices (I,J,K), not RAS mm.")
 @click.option("--label", type=int, default=None, help="Label value to edit in a multi-label MASK.")
-@click.option("--roi-margin", type=float, default=60.0, show_default=True, help="ROI margin around clicks (mm).")
+@click.option("--roi-margin", type=click.FloatRange(min=1.0), default=None,
+              help="Fixed ROI margin around clicks (mm). Default: grows with the click's depth (up to 150 mm).")
 @click.option("--engine", type=click.Choice(["builtin", "nninteractive"]), default="builtin", show_default=True,
               help="Refinement engine (nnInteractive weights are non-commercial, CC BY-NC-SA 4.0).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output label file (.nii.gz, .nrrd).")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists (never MASK itself).")
 def command(image: Path, mask: Path, pos: tuple[str, ...], neg: tuple[str, ...], box: tuple[str, ...],
-            ijk: bool, label: int | None, roi_margin: float, engine: str, output: Path, overwrite: bool) -> None:
+            ijk: bool, label: int | None, roi_margin: float | None, engine: str, output: Path, overwrite: bool) -> None:
     """Refine MASK (a label file on IMAGE's grid) and write the result to OUTPUT."""
     from ..refine import refine
     from ..refine.files import read_image, read_mask, write_labels

@@ -20,6 +20,7 @@ from .geometry import (
 )
 
 Point = Sequence[float]
+DEFAULT_ROI_MARGIN_MM = 60.0
 Box = Sequence[Sequence[float]] | Sequence[float]
 
 
@@ -121,9 +122,11 @@ def refine(
     points_space: str = "ras",
     engine: Engine | Refiner | str | None = None,
     prompt: str | None = None,
-    roi_margin_mm: float = 60.0,
+    roi_margin_mm: float | None = None,
     cancel: CancelToken | None = None,
     locked_background: np.ndarray | None = None,
+    prior_positive: Iterable[Point] = (),
+    prior_negative: Iterable[Point] = (),
 ) -> RefineResult:
     """Refine a binary mask with clicks and boxes; returns a NEW mask.
 
@@ -133,7 +136,12 @@ def refine(
     :class:`~TextSegLib.refine.nninteractive.NNInteractiveRefiner`), or a
     text :class:`~TextSegLib.engine.base.Engine` used with ``prompt`` to
     re-run the model inside each box. Click work is local to a block of
-    ``roi_margin_mm`` around the clicks. ``locked_background`` (bool, image
+    ``roi_margin_mm`` around the clicks; ``None`` (default) starts at
+    :data:`DEFAULT_ROI_MARGIN_MM` and lets the built-in refiner grow the block
+    for a click deep inside a missed part or a leak (up to
+    ``BuiltinRefiner.max_roi_margin_mm``); a number is a fixed bound.
+    ``prior_positive`` / ``prior_negative``: earlier clicks (same space as the
+    points) that stay hard seeds of their label. ``locked_background`` (bool, image
     shape) marks voxels that must not be added (leaks removed by earlier
     negative clicks; see :class:`~TextSegLib.refine.session.RefineSession`).
     Neither ``mask``, ``probabilities`` nor ``volume`` are modified.
@@ -142,6 +150,9 @@ def refine(
     if not isinstance(volume, Volume):
         raise RefineInputError(f"volume is a {type(volume).__name__}, not a TextSeg Volume.")
     space = check_space(points_space)
+    auto_roi = roi_margin_mm is None
+    if auto_roi:
+        roi_margin_mm = DEFAULT_ROI_MARGIN_MM
     if not np.isfinite(roi_margin_mm) or roi_margin_mm <= 0:
         raise RefineInputError(f"roi_margin_mm={roi_margin_mm} must be a positive number of millimetres.")
     current = _check_mask(volume, mask)
@@ -174,7 +185,9 @@ def refine(
             f"engine {engine!r} is neither a text Engine nor a Refiner.",
             "Pass None for the built-in refiner.",
         )
-    req = Interaction(pos, neg, vboxes, prob, float(roi_margin_mm), text_engine, prompt, cancel, locked_background)
+    req = Interaction(pos, neg, vboxes, prob, float(roi_margin_mm), text_engine, prompt, cancel, locked_background,
+                      auto_roi, points_to_ijk(volume, prior_positive, space, "earlier positive point"),
+                      points_to_ijk(volume, prior_negative, space, "earlier negative point"))
     new, touched = refiner.apply(volume, current, req)
     if locked_background is not None:  # any refiner: locked voxels may not be added
         sl = (slice(None),) * 3 if touched is None else touched.slices

@@ -18,7 +18,11 @@ from scipy import ndimage
 from ..engine.base import CancelToken
 from ..volume import Volume
 from .api import Box, Point, RefineResult, _check_mask, refine
+from .builtin import BuiltinRefiner
 from .geometry import Region, check_space, points_to_ijk, roi_around
+
+#: how far a removed leak may reach when a positive click unlocks it (the largest ROI a click can have)
+_UNLOCK_MARGIN_MM = BuiltinRefiner.max_roi_margin_mm
 
 
 @dataclass
@@ -40,7 +44,9 @@ class RefineSession:
     """Accumulate the interactions on one mask (see the module docstring).
 
     ``mask`` is copied; the caller's array is never modified. ``engine``,
-    ``prompt`` and ``roi_margin_mm`` are passed to every :func:`refine` call.
+    ``prompt`` and ``roi_margin_mm`` are passed to every :func:`refine` call
+    (``None``: the refiner sizes the ROI per click); the clicks still in effect
+    are passed too, as hard seeds (``prior_positive`` / ``prior_negative``).
     ``max_steps`` bounds the undo stack. Interactions that change nothing
     (neither the mask nor the lock) are not recorded.
     """
@@ -53,13 +59,14 @@ class RefineSession:
         *,
         engine=None,
         prompt: str | None = None,
-        roi_margin_mm: float = 60.0,
+        roi_margin_mm: float | None = None,
         max_steps: int = 100,
     ) -> None:
         self.volume = volume
         self._mask = np.array(_check_mask(volume, mask), dtype=bool, copy=True)
         self._locked = np.zeros(volume.shape, dtype=bool)
         self._any_locked = False  # avoids a full-volume scan per click
+        self._lock_box: Region | None = None  # a block holding every locked voxel (bounds the unlock search)
         self.probabilities = probabilities
         self.engine = engine
         self.prompt = prompt
@@ -127,8 +134,10 @@ class RefineSession:
         if unlock is not None:
             self._set_lock(lock_changes, unlock[0], self._locked[unlock[0].slices] & ~unlock[1])
         before = self._mask
+        prior_pos, prior_neg = self.positive_points, self.negative_points
         if boxes and space != "ijk":
-            pos_in, neg_in = self.volume.ijk_to_ras_points(pos.astype(float)), self.volume.ijk_to_ras_points(neg.astype(float))
+            to_ras = lambda a: self.volume.ijk_to_ras_points(a.astype(float)) if len(a) else a  # noqa: E731
+            pos_in, neg_in, prior_pos, prior_neg = to_ras(pos), to_ras(neg), to_ras(prior_pos), to_ras(prior_neg)
         else:
             pos_in, neg_in = pos, neg
         try:
@@ -137,6 +146,7 @@ class RefineSession:
                 points_space="ijk" if space == "ijk" or not boxes else space,
                 engine=self.engine, prompt=self.prompt, roi_margin_mm=self.roi_margin_mm, cancel=cancel,
                 locked_background=self._locked if self._any_locked else None,
+                prior_positive=prior_pos, prior_negative=prior_neg,
             )
         except BaseException:  # cancelled or failed: the session stays as it was
             for r, old in reversed(lock_changes):
@@ -204,6 +214,7 @@ class RefineSession:
         self._mask[step.region.slices] = mask_block
         self._mask.flags.writeable = False
         self._locked[step.region.slices] = lock_block
+        self._lock_box = _union(self._lock_box, step.region)
         self._any_locked = self._any_locked or bool(lock_block.any())
 
     def _push(self, step: _Step) -> None:
@@ -214,6 +225,7 @@ class RefineSession:
     def _set_lock(self, changes: list, region: Region, block: np.ndarray) -> None:
         changes.append((region, self._locked[region.slices].copy()))
         self._locked[region.slices] = block
+        self._lock_box = _union(self._lock_box, region)
 
     def _unlock_mask(self, pos: np.ndarray) -> tuple[Region, np.ndarray] | None:
         """The locked components that contain a positive click: ``(block, bool mask in it)``."""
@@ -222,7 +234,11 @@ class RefineSession:
         hits = [tuple(int(v) for v in p) for p in pos if self._locked[tuple(p)]]
         if not hits:
             return None
-        roi = roi_around(self.volume, np.asarray(hits), self.roi_margin_mm)  # local: bounded cost
+        margin = self.roi_margin_mm if self.roi_margin_mm is not None else _UNLOCK_MARGIN_MM
+        roi = roi_around(self.volume, np.asarray(hits), margin)  # local: bounded cost
+        if self._lock_box is not None:  # no locked voxel lies outside the lock box
+            roi = Region(tuple(max(a, b) for a, b in zip(roi.start, self._lock_box.start)),  # type: ignore[arg-type]
+                         tuple(min(a, b) for a, b in zip(roi.stop, self._lock_box.stop)))  # type: ignore[arg-type]
         lab, _ = ndimage.label(self._locked[roi.slices], structure=np.ones((3, 3, 3), bool))
         keep = np.isin(lab, [int(lab[tuple(h)]) for h in roi.local(np.asarray(hits))])
         idx = np.argwhere(keep)
