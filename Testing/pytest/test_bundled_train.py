@@ -142,6 +142,7 @@ def test_cli_defaults_are_the_trainer_defaults():
     opts = {p.name: p.default for p in command.params}
     cfg = trainer.TrainConfig(out="x")
     assert opts["steps"] == cfg.steps and opts["seed"] == cfg.seed and opts["threads"] == cfg.threads
+    assert opts["batch"] == cfg.batch == 4 and opts["device"] == cfg.device == "cpu"
 
 
 def test_worker_processes_give_the_same_training(tmp_path, synthetic_cases):

@@ -15,17 +15,17 @@ import click
 @click.command("train")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Output model folder (resumes if it holds checkpoint.pt).")
-@click.option("--steps", default=2000, show_default=True, type=click.IntRange(1, 1_000_000),
-              help="Length of the learning-rate schedule in optimiser steps (one 48×48×32 crop, 10 prompts each).")
+@click.option("--steps", default=1800, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Length of the learning-rate schedule in optimiser steps (--batch 48×48×32 crops of 10 prompts each).")
 @click.option("--stop-at", default=0, show_default=True, type=click.IntRange(0, None),
               help="Stop (and save) after this step; 0 = after --steps. Rerun with a larger value to continue.")
 @click.option("--max-minutes", default=0.0, show_default=True, type=click.FloatRange(0, None),
               help="Stop and save after this many minutes (0 = no limit); rerun to resume.")
 @click.option("--seed", default=1234, show_default=True, type=int, help="Random seed.")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256),
-              help="CPU threads for torch (1 is fastest on a busy machine).")
-@click.option("--batch", default=1, show_default=True, type=click.IntRange(1, 256),
-              help="Crops per optimiser step (the CPU recipe uses 1).")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 256),
+              help="CPU threads for torch (2 = the 2-core CPU recipe; 1 is faster on a busy machine).")
+@click.option("--batch", default=4, show_default=True, type=click.IntRange(1, 256),
+              help="Crops per optimiser step.")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "mps"]),
               help="Where to train. The samples are the same on every device.")
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(0, 256),
