@@ -114,8 +114,9 @@ def make_sample(case: Case, concepts: list[str], size: tuple[int, int, int], rng
         case._cx = body_center_x(case.image, case.modality)  # type: ignore[attr-defined]
     if case.modality == "ct":  # pointwise normalisation: augment HU, then normalise
         img = ndimage.map_coordinates(case.image, coords, order=1, mode="nearest").astype(np.float32)
-        if strong and nrng.random() < CONTRAST_P and _classes(case) is not None:
-            cls = ndimage.map_coordinates(_classes(case), coords, order=0, mode="constant", cval=0)
+        classes = _classes(case) if strong and nrng.random() < CONTRAST_P else None
+        if classes is not None:
+            cls = ndimage.map_coordinates(classes, coords, order=0, mode="constant", cval=0)
             img = img + contrast.enhancement(cls, nrng)
         x = intensity_channels(_augment_hu(img, nrng) if strong else img, "ct")
     else:  # whole-volume statistics, as at inference

@@ -134,6 +134,16 @@ def vocabulary_of(cases: list[cases_mod.Case]) -> dict[str, list[str]]:
     return {m: sorted(v) for m, v in vocab.items()}
 
 
+def _training_set(cache: Path | None) -> tuple[list[cases_mod.Case], dict[str, list[str]], list[str], list[str]]:
+    """``(training cases, vocabulary per modality, concepts, prompt forms)``; the held-out case excluded."""
+    all_cases = cases_mod.get_cases(cache)
+    train_cases = [c for c in all_cases if c.name != cases_mod.HOLDOUT]
+    vocab = vocabulary_of(all_cases)
+    concepts = sorted({c for v in vocab.values() for c in v} | {n for c in train_cases for n in c.negatives})
+    terms = sorted({normalize_prompt(f) for c in concepts for f in prompt_forms(c)})
+    return train_cases, vocab, concepts, terms
+
+
 _EMB_MEMO: dict[tuple[str, ...], np.ndarray] = {}
 
 
@@ -239,11 +249,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     torch.manual_seed(cfg.seed)
     cache = Path(cfg.cache) if cfg.cache else None
     log("Loading training cases (downloads sources on first use) ...")
-    all_cases = cases_mod.get_cases(cache)
-    train_cases = [c for c in all_cases if c.name != cases_mod.HOLDOUT]
-    vocab = vocabulary_of(all_cases)
-    concepts = sorted({c for v in vocab.values() for c in v} | {n for c in train_cases for n in c.negatives})
-    terms = sorted({normalize_prompt(f) for c in concepts for f in prompt_forms(c)})
+    train_cases, vocab, concepts, terms = _training_set(cache)
     log(f"{len(train_cases)} training cases, {len(concepts)} concepts, {len(terms)} prompt forms; "
         f"held out: {cases_mod.HOLDOUT}")
     emb = _term_embeddings(tuple(terms), cache)
@@ -348,11 +354,7 @@ def _train_loop(cfg: TrainConfig, device: torch.device, out: Path, terms: list[s
 def export_checkpoint(train_dir: str | Path, out: str | Path, cache: str | None = None) -> Path:
     """Write a model folder from ``train_dir/checkpoint.pt`` (e.g. of a run still going)."""
     train_dir, out = Path(train_dir), Path(out)
-    all_cases = cases_mod.get_cases(Path(cache) if cache else None)
-    train_cases = [c for c in all_cases if c.name != cases_mod.HOLDOUT]
-    vocab = vocabulary_of(all_cases)
-    concepts = sorted({c for v in vocab.values() for c in v} | {n for c in train_cases for n in c.negatives})
-    terms = sorted({normalize_prompt(f) for c in concepts for f in prompt_forms(c)})
+    _, vocab, _, terms = _training_set(Path(cache) if cache else None)
     state = _load_checkpoint(train_dir / "checkpoint.pt")
     mcfg = MiniConfig(terms=terms, concepts=vocab, info={"steps_done": int(state["step"])})
     model = MiniModel(mcfg)
