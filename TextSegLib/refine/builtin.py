@@ -46,8 +46,8 @@ from ..engine.base import CancelToken, Engine
 from ..errors import ModelError
 from ..volume import Volume
 from . import algorithms
-from .geometry import Region, VoxelBox, roi_around
-from .regions import (box_mask, box_ras, changed_region_of, connected_to, fine_block, merge_regions,
+from .geometry import Region, VoxelBox, merge_regions, roi_around
+from .regions import (box_mask, box_ras, changed_region_of, connected_to, fine_block,
                       nearest_part, to_coarse)
 
 

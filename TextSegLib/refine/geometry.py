@@ -48,6 +48,13 @@ class Region:
         return np.asarray(ijk, dtype=np.int64) - np.asarray(self.start)
 
 
+def merge_regions(a: Region | None, b: Region | None) -> Region | None:
+    """The block holding both (either may be None: nothing)."""
+    if a is None:
+        return b
+    return a if b is None else a.union(b)
+
+
 @dataclass(frozen=True)
 class VoxelBox:
     """A user box on the voxel grid: its bounding block and the voxels inside it.

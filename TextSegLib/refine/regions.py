@@ -40,12 +40,6 @@ def fine_block(a: np.ndarray, stride: np.ndarray, shape: Sequence[int]) -> tuple
     return tuple(slice(int(x), int(y)) for x, y in zip(fine_lo, fine_hi)), to_fine(sub, stride, target)
 
 
-def merge_regions(a: Region | None, b: Region | None) -> Region | None:
-    if a is None:
-        return b
-    return a if b is None else a.union(b)
-
-
 def box_mask(shape: Sequence[int], box: VoxelBox) -> np.ndarray:
     out = np.zeros(tuple(shape), dtype=bool)
     out[box.region.slices] = box.inside

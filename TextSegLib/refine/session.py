@@ -19,7 +19,7 @@ from ..engine.base import CancelToken
 from ..volume import Volume
 from .api import Box, Point, RefineResult, _check_mask, refine
 from .builtin import BuiltinRefiner
-from .geometry import Region, check_space, points_to_ijk, roi_around
+from .geometry import Region, check_space, merge_regions, points_to_ijk, roi_around
 
 #: how far a removed leak may reach when a positive click unlocks it (the largest ROI a click can have)
 _UNLOCK_MARGIN_MM = BuiltinRefiner.max_roi_margin_mm
@@ -162,7 +162,7 @@ class RefineSession:
             self._set_lock(lock_changes, r, np.ones((1, 1, 1), bool))
         whole = region
         for r, _ in lock_changes:
-            whole = _union(whole, r)
+            whole = merge_regions(whole, r)
         step = _Step(whole, None, None, None, None, pos, neg, len(boxes), dict(res.info))
         if whole is not None:
             sl = whole.slices
@@ -214,7 +214,7 @@ class RefineSession:
         self._mask[step.region.slices] = mask_block
         self._mask.flags.writeable = False
         self._locked[step.region.slices] = lock_block
-        self._lock_box = _union(self._lock_box, step.region)
+        self._lock_box = merge_regions(self._lock_box, step.region)
         self._any_locked = self._any_locked or bool(lock_block.any())
 
     def _push(self, step: _Step) -> None:
@@ -225,7 +225,7 @@ class RefineSession:
     def _set_lock(self, changes: list, region: Region, block: np.ndarray) -> None:
         changes.append((region, self._locked[region.slices].copy()))
         self._locked[region.slices] = block
-        self._lock_box = _union(self._lock_box, region)
+        self._lock_box = merge_regions(self._lock_box, region)
 
     def _unlock_mask(self, pos: np.ndarray) -> tuple[Region, np.ndarray] | None:
         """The locked components that contain a positive click: ``(block, bool mask in it)``."""
@@ -251,12 +251,6 @@ class RefineSession:
 def _stack(arrays: list[np.ndarray]) -> np.ndarray:
     arrays = [np.asarray(a).reshape(-1, 3) for a in arrays if len(a)]
     return np.concatenate(arrays).astype(np.int64) if arrays else np.zeros((0, 3), np.int64)
-
-
-def _union(a: Region | None, b: Region | None) -> Region | None:
-    if a is None:
-        return b
-    return a if b is None else a.union(b)
 
 
 def _points_region(pts: np.ndarray) -> Region | None:
