@@ -37,7 +37,7 @@ for a flat box), and an empty box gets its dominant structure segmented.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -48,7 +48,7 @@ from ..volume import Volume
 from . import algorithms
 from .geometry import Region, VoxelBox, merge_regions, roi_around
 from .regions import (box_mask, box_ras, changed_region_of, connected_to, fine_block,
-                      nearest_part, to_coarse)
+                      nearest_part, to_coarse, to_fine)
 
 
 @dataclass
@@ -114,6 +114,8 @@ class BuiltinRefiner:
     max_change_fraction: float = 0.5
     max_change_balls: float = 4.0
     max_roi_margin_mm: float = 150.0
+    roi_size_factor: float = 4.0
+    min_roi_margin_mm: float = 15.0
     name: str = "builtin"
 
     def apply(self, volume: Volume, mask: np.ndarray, req: Interaction) -> tuple[np.ndarray, Region | None]:
@@ -135,6 +137,12 @@ class BuiltinRefiner:
         pts = np.concatenate([req.positive, req.negative]).reshape(-1, 3)
         margin = req.roi_margin_mm
         roi = roi_around(volume, pts, margin)
+        if req.auto_roi and self.roi_size_factor > 0:  # a small structure (a lesion) gets a small ROI
+            r_eq = self.equivalent_radius(new[roi.slices], volume.spacing)
+            small = max(self.min_roi_margin_mm, self.roi_size_factor * r_eq)
+            if small < margin:
+                margin = small
+                roi = roi_around(volume, pts, margin)
         if req.auto_roi:  # a deep click (far inside a missed part or a leak) gets a larger ROI
             want = min(self.max_roi_margin_mm, self.roi_depth_factor * self.click_depth(volume, new, roi, req)
                        + self.min_radius_mm)
@@ -155,22 +163,24 @@ class BuiltinRefiner:
         radii: dict = {}
         d_out = ndimage.distance_transform_edt(~mask_c, sampling=spacing) if mask_c.any() else None
         d_in = ndimage.distance_transform_edt(mask_c, sampling=spacing) if (~mask_c).any() else None
-        fg_like = None
+        fg_like = classify = None
         if self.intensity_gate and d_out is not None and d_in is not None:
             # the structure next to its own surroundings: rings on either side of the boundary,
             # beyond the error a click suggests (about twice its depth: a missed shell, a leak)
             w_out = 2.0 * float(d_out[tuple(pos.reshape(-1, 3).T)].max()) if len(pos) else 0.0
             w_in = 2.0 * float(d_in[tuple(neg.reshape(-1, 3).T)].max()) if len(neg) else 0.0
-            inside = mask_c & (d_in > w_in) & (d_in <= w_in + self.gate_ring_mm)
-            outside = ~mask_c & (d_out > w_out) & (d_out <= w_out + self.gate_ring_mm)
+            ring = self.gate_ring_mm * self.size_scale(mask_c, spacing)
+            inside = mask_c & (d_in > w_in) & (d_in <= w_in + ring)
+            outside = ~mask_c & (d_out > w_out) & (d_out <= w_out + ring)
             if np.count_nonzero(inside) < 50:
                 inside = mask_c
             if np.count_nonzero(outside) < 50:
                 outside = ~mask_c
-            fg_like = self.foreground_like(image, inside, pos.reshape(-1, 3), neg.reshape(-1, 3), outside)
+            classify = self.intensity_classifier(image, inside, pos.reshape(-1, 3), neg.reshape(-1, 3), outside)
+            fg_like = None if classify is None else classify(image)
         # a click on an intensity the model calls the other side overrules the model
-        gate_add = fg_like if fg_like is not None and len(pos) and fg_like[tuple(pos.reshape(-1, 3).T)].all() else None
-        gate_rem = fg_like if fg_like is not None and len(neg) and not fg_like[tuple(neg.reshape(-1, 3).T)].any() else None
+        gate_add = classify if fg_like is not None and len(pos) and fg_like[tuple(pos.reshape(-1, 3).T)].all() else None
+        gate_rem = classify if fg_like is not None and len(neg) and not fg_like[tuple(neg.reshape(-1, 3).T)].any() else None
         seeds = self.point_seeds(mask_c, pos.reshape(-1, 3), neg.reshape(-1, 3), spacing, prob,
                                  max_radius_mm=0.75 * margin,
                                  band_max_mm=self.gated_band_max_mm if gate_add is not None else None, radii=radii,
@@ -185,17 +195,52 @@ class BuiltinRefiner:
         if req.locked_background is not None:  # removed leaks stay background seeds
             lock_c = to_coarse(req.locked_background[sl], stride) & ~mask_c
             seeds[lock_c & (seeds != algorithms.FG)] = algorithms.BG
-        fg = algorithms.BACKENDS[self.backend](self._prep(image), seeds, spacing)
-        gain, loss = fg & ~mask_c, mask_c & ~fg
+        # decide on the block the unknown zone spans, at the finest grid the voxel budget allows
+        # (the analysis grid above may be coarse for a large ROI; a small structure's edits are not)
+        block, stride_d, seeds_d = self.decision_grid(cur, seeds, mask_c, stride, volume.spacing)
+        off = [b.start for b in block]
+        cap_mm3 = self.max_change_fraction * float(np.count_nonzero(mask_c)) * float(np.prod(spacing))
+        changed = self._decide(volume.array[sl][block], cur[block], seeds_d, stride_d, volume.spacing,
+                               (roi.local(req.positive) - off, roi.local(req.negative) - off),
+                               (gate_add, gate_rem), radii, cap_mm3)
+        if changed is not None:
+            changed = Region(tuple(int(a + o) for a, o in zip(changed.start, off)),  # type: ignore[arg-type]
+                             tuple(int(b + o) for b, o in zip(changed.stop, off)))
+        for pts_, value in ((req.positive, True), (req.negative, False)):
+            for p in roi.local(pts_):
+                cur[tuple(p)] = value
+                changed = merge_regions(changed, Region(tuple(int(v) for v in p), tuple(int(v) + 1 for v in p)))  # type: ignore[arg-type]
+        assert changed is not None  # there is at least one click
+        return Region(tuple(int(a + o) for a, o in zip(changed.start, roi.start)),  # type: ignore[arg-type]
+                      tuple(int(b + o) for b, o in zip(changed.stop, roi.start)))
+
+    def _decide(self, image: np.ndarray, cur: np.ndarray, seeds: np.ndarray, stride: np.ndarray,
+                spacing: np.ndarray, clicks: tuple[np.ndarray, np.ndarray],
+                gates: tuple[Callable | None, Callable | None], radii: dict, cap_mm3: float) -> Region | None:
+        """Segment ``seeds`` on the decision grid (``stride`` over the block
+        ``image`` / ``cur``), keep the changes connected to the clicks, gated
+        or capped, and write them into ``cur`` (a view of the new mask).
+        Returns the changed block (block coordinates) or ``None``."""
+        img = np.asarray(to_coarse(image, stride), dtype=np.float32)
+        mask = to_coarse(cur, stride)
+        spacing = np.asarray(spacing, dtype=np.float64) * stride
+        top = np.asarray(mask.shape) - 1
+        pos, neg = (np.clip(np.asarray(c, np.int64).reshape(-1, 3) // stride, 0, top) for c in clicks)
+        for pts, label in ((pos, algorithms.FG), (neg, algorithms.BG)):
+            for p in pts:
+                seeds[tuple(p)] = label
+        fg = algorithms.BACKENDS[self.backend](self._prep(img), seeds, spacing)
+        gain, loss = fg & ~mask, mask & ~fg
+        gate_add, gate_rem = gates
         if gate_add is not None:
-            gain &= gate_add
+            gain &= gate_add(img)
         if gate_rem is not None:
-            loss &= ~gate_rem
+            loss &= ~gate_rem(img)
         added = connected_to(gain, pos) if len(pos) else None
         removed = connected_to(loss, neg) if len(neg) else None
         if self.max_change_fraction > 0:  # no runaway edits: a click changes at most this share of the mask
-            cap = int(self.max_change_fraction * np.count_nonzero(mask_c))
             voxel = float(np.prod(spacing))
+            cap = int(cap_mm3 / voxel)
             ball = lambda r: int(self.max_change_balls * 4.0 / 3.0 * np.pi * r**3 / voxel)  # noqa: E731
             # (only where intensity gives no check on the change)
             if added is not None and gate_add is None:
@@ -207,20 +252,14 @@ class BuiltinRefiner:
         for part, value in ((added, True), (removed, False)):
             if part is None or not part.any():
                 continue
-            fine_sl, block = fine_block(part, stride, cur.shape)
-            view = cur[fine_sl]  # cur is a view of ``new``
+            fine_sl, fine = fine_block(part, stride, cur.shape)
+            view = cur[fine_sl]  # cur is a view of the new mask
             if value:
-                view |= block
+                view |= fine
             else:
-                view &= ~block
+                view &= ~fine
             changed = merge_regions(changed, Region(tuple(x.start for x in fine_sl), tuple(x.stop for x in fine_sl)))  # type: ignore[arg-type]
-        for pts_, value in ((req.positive, True), (req.negative, False)):
-            for p in roi.local(pts_):
-                cur[tuple(p)] = value
-                changed = merge_regions(changed, Region(tuple(int(v) for v in p), tuple(int(v) + 1 for v in p)))  # type: ignore[arg-type]
-        assert changed is not None  # there is at least one click
-        return Region(tuple(int(a + o) for a, o in zip(changed.start, roi.start)),  # type: ignore[arg-type]
-                      tuple(int(b + o) for b, o in zip(changed.stop, roi.start)))
+        return changed
 
     def foreground_like(self, image: np.ndarray, mask: np.ndarray, pos: np.ndarray, neg: np.ndarray,
                         outside: np.ndarray | None = None) -> np.ndarray | None:
@@ -244,6 +283,13 @@ class BuiltinRefiner:
         wider (``gated_band_max_mm``), reaches further along the boundary
         (``gated_band_reach``) and is not capped (``max_change_fraction``).
         """
+        classify = self.intensity_classifier(image, mask, pos, neg, outside)
+        return None if classify is None else classify(image)
+
+    def intensity_classifier(self, image: np.ndarray, mask: np.ndarray, pos: np.ndarray, neg: np.ndarray,
+                             outside: np.ndarray | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The rule behind :meth:`foreground_like` as a function of intensities, so
+        it can be learnt on one grid and applied on another."""
         outside = ~mask if outside is None else outside
         if not mask.any() or not outside.any():
             return None
@@ -271,7 +317,55 @@ class BuiltinRefiner:
         d_fg, d_bg = density(idx[mask], near(pos)), density(idx[outside], near(neg))
         if float(np.minimum(d_fg, d_bg).sum()) > self.gate_max_overlap:  # not separable by intensity
             return None
-        return (d_fg >= d_bg)[idx]
+        table = d_fg >= d_bg
+        return lambda img: table[np.clip(((np.asarray(img, np.float32) - lo) / (hi - lo) * (nb - 1)).round()
+                                         .astype(np.int64), 0, nb - 1)]
+
+    def decision_grid(self, cur: np.ndarray, seeds: np.ndarray, mask_c: np.ndarray, stride: np.ndarray,
+                      spacing: np.ndarray) -> tuple[tuple[slice, slice, slice], np.ndarray, np.ndarray]:
+        """Where and at which grid the seeded segmentation decides.
+
+        ``seeds`` were placed on the analysis grid (``stride`` over the ROI
+        ``cur``). Returns ``(block, stride_d, seeds_d)``: the ROI block the
+        unknown zone spans (plus one analysis voxel), the finest stride at
+        which that block fits ``max_roi_voxels``, and the seeds there: the
+        fine mask's own labels outside the unknown zone (so its detail is
+        kept), unknown inside, and the hard seeds that overrule the mask.
+        """
+        unknown = seeds == 0
+        shape_c, shape = np.asarray(seeds.shape), np.asarray(cur.shape)
+        if unknown.any():
+            idx = np.argwhere(unknown)
+            lo_c, hi_c = np.maximum(idx.min(0) - 1, 0), np.minimum(idx.max(0) + 2, shape_c)
+        else:
+            lo_c, hi_c = np.zeros(3, np.int64), shape_c
+        lo = lo_c * stride
+        hi = np.where(hi_c == shape_c, shape, np.minimum(hi_c * stride, shape))
+        block = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        block_shape = hi - lo
+        stride_d = np.minimum(self.stride_for(block_shape, spacing), stride)
+        sub = tuple(slice(int(a), int(b)) for a, b in zip(lo_c, hi_c))
+        mask_label = np.where(mask_c[sub], algorithms.FG, algorithms.BG)
+        override = (seeds[sub] != 0) & (seeds[sub] != mask_label)
+        up = lambda a: to_coarse(to_fine(a, stride, block_shape), stride_d)  # noqa: E731
+        seeds_d = np.where(to_coarse(cur[block], stride_d), algorithms.FG, algorithms.BG).astype(np.uint8)
+        seeds_d[up(unknown[sub])] = 0
+        over_d = up(override)
+        seeds_d[over_d] = up(np.where(override, seeds[sub], 0).astype(np.uint8))[over_d]
+        return block, stride_d, seeds_d
+
+    def equivalent_radius(self, mask: np.ndarray, spacing: np.ndarray) -> float:
+        """Radius (mm) of the ball with the volume of ``mask`` (counted on a grid of at most 40k voxels)."""
+        stride = self.stride_for(mask.shape, spacing, 40_000)
+        n = float(np.count_nonzero(to_coarse(mask, stride)))
+        return (3.0 * n * float(np.prod(np.asarray(spacing) * stride)) / (4.0 * np.pi)) ** (1.0 / 3.0)
+
+    def size_scale(self, mask: np.ndarray, spacing: np.ndarray) -> float:
+        """Click zones, bands and gate rings shrink by this factor for a small structure."""
+        if self.size_ref_mm <= 0:
+            return 1.0
+        r_eq = (3.0 * float(np.count_nonzero(mask)) * float(np.prod(spacing)) / (4.0 * np.pi)) ** (1.0 / 3.0)
+        return float(np.clip(r_eq / self.size_ref_mm, self.min_size_scale, 1.0))
 
     def click_depth(self, volume: Volume, mask: np.ndarray, roi: Region, req: Interaction) -> float:
         """Deepest click's distance (mm) to the mask boundary, on a coarse grid of ``roi``."""
@@ -320,8 +414,7 @@ class BuiltinRefiner:
         r_max = self.max_radius_mm if max_radius_mm is None else min(self.max_radius_mm, max_radius_mm)
         spacing = np.asarray(spacing, dtype=np.float64)
         # a small structure (a lesion) gets proportionally smaller click zones and bands
-        r_eq = (3.0 * float(np.count_nonzero(mask)) * float(np.prod(spacing)) / (4.0 * np.pi)) ** (1.0 / 3.0)
-        scale = float(np.clip(r_eq / self.size_ref_mm, self.min_size_scale, 1.0)) if self.size_ref_mm > 0 else 1.0
+        scale = self.size_scale(mask, spacing)
         min_radius, band_mm = self.min_radius_mm * scale, self.band_mm * scale
         if dists is not None:  # already computed by the caller
             d_out, d_in = dists
