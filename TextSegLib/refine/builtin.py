@@ -46,9 +46,14 @@ from ..engine.base import CancelToken, Engine
 from ..errors import ModelError
 from ..volume import Volume
 from . import algorithms
+from .intensity import IntensityModel
 from .geometry import Region, VoxelBox, merge_regions, roi_around
 from .regions import (box_mask, box_ras, changed_region_of, connected_to, fine_block,
                       nearest_part, to_coarse, to_fine)
+
+
+#: how far intensity checks a click's change (``BuiltinRefiner.intensity_limits``)
+GATED, PLAUSIBLE = 2, 1
 
 
 @dataclass
@@ -115,6 +120,9 @@ class BuiltinRefiner:
     max_change_balls: float = 4.0
     max_roi_margin_mm: float = 150.0
     roi_size_factor: float = 4.0
+    plausible_ratio: float = 0.3
+    plausible_band_reach: float = 6.0
+    plausible_change_balls: float = 8.0
     min_roi_margin_mm: float = 15.0
     name: str = "builtin"
 
@@ -163,7 +171,7 @@ class BuiltinRefiner:
         radii: dict = {}
         d_out = ndimage.distance_transform_edt(~mask_c, sampling=spacing) if mask_c.any() else None
         d_in = ndimage.distance_transform_edt(mask_c, sampling=spacing) if (~mask_c).any() else None
-        fg_like = classify = None
+        model = plain = None
         if self.intensity_gate and d_out is not None and d_in is not None:
             # the structure next to its own surroundings: rings on either side of the boundary,
             # beyond the error a click suggests (about twice its depth: a missed shell, a leak)
@@ -176,15 +184,15 @@ class BuiltinRefiner:
                 inside = mask_c
             if np.count_nonzero(outside) < 50:
                 outside = ~mask_c
-            classify = self.intensity_classifier(image, inside, pos.reshape(-1, 3), neg.reshape(-1, 3), outside)
-            fg_like = None if classify is None else classify(image)
-        # a click on an intensity the model calls the other side overrules the model
-        gate_add = classify if fg_like is not None and len(pos) and fg_like[tuple(pos.reshape(-1, 3).T)].all() else None
-        gate_rem = classify if fg_like is not None and len(neg) and not fg_like[tuple(neg.reshape(-1, 3).T)].any() else None
+            model = IntensityModel.learn(image, inside, outside, pos.reshape(-1, 3), neg.reshape(-1, 3), self.gate_bins)
+            plain = IntensityModel.learn(image, inside, outside, pos[:0].reshape(-1, 3), neg[:0].reshape(-1, 3),
+                                         self.gate_bins)
+        keep_add, keep_rem, gated = self.intensity_limits(model, plain, image, pos.reshape(-1, 3), neg.reshape(-1, 3))
+        gate_add = gated[0] == GATED
         seeds = self.point_seeds(mask_c, pos.reshape(-1, 3), neg.reshape(-1, 3), spacing, prob,
                                  max_radius_mm=0.75 * margin,
-                                 band_max_mm=self.gated_band_max_mm if gate_add is not None else None, radii=radii,
-                                 gated=(gate_add is not None, gate_rem is not None), dists=(d_out, d_in))
+                                 band_max_mm=self.gated_band_max_mm if gate_add else None, radii=radii,
+                                 gated=gated, dists=(d_out, d_in))
         for prior, label in ((req.prior_positive, algorithms.FG), (req.prior_negative, algorithms.BG)):
             if prior is None or not len(prior):  # earlier clicks stay what the user said they are
                 continue
@@ -202,7 +210,7 @@ class BuiltinRefiner:
         cap_mm3 = self.max_change_fraction * float(np.count_nonzero(mask_c)) * float(np.prod(spacing))
         changed = self._decide(volume.array[sl][block], cur[block], seeds_d, stride_d, volume.spacing,
                                (roi.local(req.positive) - off, roi.local(req.negative) - off),
-                               (gate_add, gate_rem), radii, cap_mm3)
+                               (keep_add, keep_rem), gated, radii, cap_mm3)
         if changed is not None:
             changed = Region(tuple(int(a + o) for a, o in zip(changed.start, off)),  # type: ignore[arg-type]
                              tuple(int(b + o) for b, o in zip(changed.stop, off)))
@@ -216,10 +224,12 @@ class BuiltinRefiner:
 
     def _decide(self, image: np.ndarray, cur: np.ndarray, seeds: np.ndarray, stride: np.ndarray,
                 spacing: np.ndarray, clicks: tuple[np.ndarray, np.ndarray],
-                gates: tuple[Callable | None, Callable | None], radii: dict, cap_mm3: float) -> Region | None:
+                keep: tuple[Callable | None, Callable | None], gated: tuple[int, int], radii: dict,
+                cap_mm3: float) -> Region | None:
         """Segment ``seeds`` on the decision grid (``stride`` over the block
-        ``image`` / ``cur``), keep the changes connected to the clicks, gated
-        or capped, and write them into ``cur`` (a view of the new mask).
+        ``image`` / ``cur``), keep the changes connected to the clicks that
+        the intensity limits ``keep`` (add, remove) allow, capped unless
+        ``gated``, and write them into ``cur`` (a view of the new mask).
         Returns the changed block (block coordinates) or ``None``."""
         img = np.asarray(to_coarse(image, stride), dtype=np.float32)
         mask = to_coarse(cur, stride)
@@ -231,22 +241,23 @@ class BuiltinRefiner:
                 seeds[tuple(p)] = label
         fg = algorithms.BACKENDS[self.backend](self._prep(img), seeds, spacing)
         gain, loss = fg & ~mask, mask & ~fg
-        gate_add, gate_rem = gates
-        if gate_add is not None:
-            gain &= gate_add(img)
-        if gate_rem is not None:
-            loss &= ~gate_rem(img)
+        if keep[0] is not None:
+            gain &= keep[0](img)
+        if keep[1] is not None:
+            loss &= keep[1](img)
         added = connected_to(gain, pos) if len(pos) else None
         removed = connected_to(loss, neg) if len(neg) else None
         if self.max_change_fraction > 0:  # no runaway edits: a click changes at most this share of the mask
             voxel = float(np.prod(spacing))
             cap = int(cap_mm3 / voxel)
-            ball = lambda r: int(self.max_change_balls * 4.0 / 3.0 * np.pi * r**3 / voxel)  # noqa: E731
+            ball = lambda r, balls: int(balls * 4.0 / 3.0 * np.pi * r**3 / voxel)  # noqa: E731
             # (only where intensity gives no check on the change)
-            if added is not None and gate_add is None:
-                added = nearest_part(added, pos, spacing, min(cap, ball(radii.get("pos", 0.0))) if cap else 0)
-            if removed is not None and gate_rem is None:
-                removed = nearest_part(removed, neg, spacing, min(cap, ball(radii.get("neg", 0.0))) if cap else 0)
+            if added is not None and gated[0] != GATED:
+                balls = self.plausible_change_balls if gated[0] == PLAUSIBLE else self.max_change_balls
+                added = nearest_part(added, pos, spacing, min(cap, ball(radii.get("pos", 0.0), balls)) if cap else 0)
+            if removed is not None and gated[1] != GATED:
+                balls = self.plausible_change_balls if gated[1] == PLAUSIBLE else self.max_change_balls
+                removed = nearest_part(removed, neg, spacing, min(cap, ball(radii.get("neg", 0.0), balls)) if cap else 0)
         # write only the block the change spans (a large ROI is mostly unchanged)
         changed: Region | None = None
         for part, value in ((added, True), (removed, False)):
@@ -283,43 +294,39 @@ class BuiltinRefiner:
         wider (``gated_band_max_mm``), reaches further along the boundary
         (``gated_band_reach``) and is not capped (``max_change_fraction``).
         """
-        classify = self.intensity_classifier(image, mask, pos, neg, outside)
-        return None if classify is None else classify(image)
-
-    def intensity_classifier(self, image: np.ndarray, mask: np.ndarray, pos: np.ndarray, neg: np.ndarray,
-                             outside: np.ndarray | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
-        """The rule behind :meth:`foreground_like` as a function of intensities, so
-        it can be learnt on one grid and applied on another."""
-        outside = ~mask if outside is None else outside
-        if not mask.any() or not outside.any():
+        model = IntensityModel.learn(image, mask, ~mask if outside is None else outside, pos, neg, self.gate_bins)
+        if model is None or model.overlap > self.gate_max_overlap:  # not separable by intensity
             return None
-        lo, hi = np.percentile(image, [0.5, 99.5])
-        if not hi > lo:
-            return None
-        nb = self.gate_bins
-        idx = np.clip(((image - lo) / (hi - lo) * (nb - 1)).round().astype(np.int64), 0, nb - 1)
+        return model.foreground_like(image)
 
-        def near(points: np.ndarray) -> np.ndarray:
-            out = []
-            for p in points:
-                box = tuple(slice(max(0, int(c) - 1), int(c) + 2) for c in p)
-                out.append(idx[box].ravel())
-            return np.concatenate(out) if out else np.zeros(0, np.int64)
+    def intensity_limits(self, model: IntensityModel | None, plain: IntensityModel | None, image: np.ndarray,
+                         pos: np.ndarray, neg: np.ndarray) -> tuple[Callable | None, Callable | None, tuple[int, int]]:
+        """``(keep_add, keep_rem, (level_add, level_rem))`` from the intensity model;
+        a level is :data:`GATED`, :data:`PLAUSIBLE` or 0 (no limit).
 
-        def density(values: np.ndarray, clicked: np.ndarray) -> np.ndarray:
-            h = np.bincount(values, minlength=nb).astype(np.float64)
-            h /= h.sum()
-            if len(clicked):  # what the user pointed at counts a third
-                c = np.bincount(clicked, minlength=nb).astype(np.float64)
-                h = (2.0 * h + c / c.sum()) / 3.0
-            return ndimage.gaussian_filter1d(h, 1.5, mode="nearest") + 1e-6
-
-        d_fg, d_bg = density(idx[mask], near(pos)), density(idx[outside], near(neg))
-        if float(np.minimum(d_fg, d_bg).sum()) > self.gate_max_overlap:  # not separable by intensity
-            return None
-        table = d_fg >= d_bg
-        return lambda img: table[np.clip(((np.asarray(img, np.float32) - lo) / (hi - lo) * (nb - 1)).round()
-                                         .astype(np.int64), 0, nb - 1)]
+        Separable intensities gate a polarity unless its click sits on an
+        intensity the model gives to the other side (then the user overrules
+        it); otherwise the plausibility check (``plausible_ratio``) of the
+        model learnt without the clicks (``plain``) limits it, again only
+        where the clicks themselves pass that check (a click on a leak of
+        the structure's own tissue is not limited).
+        """
+        if model is None or plain is None:
+            return None, None, (0, 0)
+        at = lambda pts: image[tuple(pts.T)]  # noqa: E731
+        keep: list[Callable | None] = [None, None]
+        gated = [0, 0]
+        if model.overlap <= self.gate_max_overlap:
+            if len(pos) and model.foreground_like(at(pos)).all():
+                keep[0], gated[0] = model.foreground_like, GATED
+            if len(neg) and not model.foreground_like(at(neg)).any():
+                keep[1], gated[1] = (lambda img: ~model.foreground_like(img)), GATED
+        r = self.plausible_ratio
+        if r > 0 and keep[0] is None and len(pos) and plain.can_add(at(pos), r).all():
+            keep[0], gated[0] = (lambda img: plain.can_add(img, r)), PLAUSIBLE
+        if r > 0 and keep[1] is None and len(neg) and plain.can_remove(at(neg), r).all():
+            keep[1], gated[1] = (lambda img: plain.can_remove(img, r)), PLAUSIBLE
+        return keep[0], keep[1], (gated[0], gated[1])
 
     def decision_grid(self, cur: np.ndarray, seeds: np.ndarray, mask_c: np.ndarray, stride: np.ndarray,
                       spacing: np.ndarray) -> tuple[tuple[slice, slice, slice], np.ndarray, np.ndarray]:
@@ -402,7 +409,7 @@ class BuiltinRefiner:
     def point_seeds(
         self, mask: np.ndarray, pos: np.ndarray, neg: np.ndarray, spacing: np.ndarray,
         prob: np.ndarray | None = None, max_radius_mm: float | None = None, band_max_mm: float | None = None,
-        radii: dict | None = None, gated: tuple[bool, bool] = (False, False),
+        radii: dict | None = None, gated: tuple[int, int] = (0, 0),
         dists: tuple[np.ndarray | None, np.ndarray | None] | None = None,
     ) -> np.ndarray:
         """Seed labels (0 unknown, FG, BG) for the ROI around the clicks.
@@ -424,8 +431,9 @@ class BuiltinRefiner:
         grid = np.ogrid[tuple(slice(0, n) for n in mask.shape)]
         unknown = np.zeros(mask.shape, dtype=bool)
         # where intensity checks the change (``gated``: positive, negative), the band reaches further
-        reach = self.gated_band_reach if gated[0] else self.band_reach
-        neg_reach = self.gated_band_reach if gated[1] else self.negative_band_reach
+        reach = {GATED: self.gated_band_reach, PLAUSIBLE: self.plausible_band_reach}.get(gated[0], self.band_reach)
+        neg_reach = {GATED: self.gated_band_reach, PLAUSIBLE: self.plausible_band_reach}.get(
+            gated[1], self.negative_band_reach)
         near = np.zeros(mask.shape, dtype=bool) if np.isfinite(reach) else np.ones(mask.shape, bool)
         hard_fg = np.zeros(mask.shape, dtype=bool)
         hard_bg = np.zeros(mask.shape, dtype=bool)
