@@ -49,7 +49,7 @@ from . import algorithms
 from .intensity import IntensityModel
 from .geometry import Region, VoxelBox, merge_regions, roi_around
 from .regions import (box_mask, box_ras, changed_region_of, connected_to, fine_block,
-                      nearest_part, to_coarse, to_fine)
+                      nearest_part, regrid, to_coarse)
 
 
 #: how far intensity checks a click's change (``BuiltinRefiner.intensity_limits``)
@@ -106,6 +106,7 @@ class BuiltinRefiner:
     negative_band_max_mm: float = 30.0
     smooth: bool = False
     max_roi_voxels: int = 160_000
+    max_decision_voxels: int = 100_000
     min_background_fraction: float = 0.05
     roi_depth_factor: float = 8.0
     intensity_gate: bool = True
@@ -335,7 +336,7 @@ class BuiltinRefiner:
         ``seeds`` were placed on the analysis grid (``stride`` over the ROI
         ``cur``). Returns ``(block, stride_d, seeds_d)``: the ROI block the
         unknown zone spans (plus one analysis voxel), the finest stride at
-        which that block fits ``max_roi_voxels``, and the seeds there: the
+        which that block fits ``max_decision_voxels`` (never coarser than ``stride``), and the seeds there: the
         fine mask's own labels outside the unknown zone (so its detail is
         kept), unknown inside, and the hard seeds that overrule the mask.
         """
@@ -350,11 +351,11 @@ class BuiltinRefiner:
         hi = np.where(hi_c == shape_c, shape, np.minimum(hi_c * stride, shape))
         block = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
         block_shape = hi - lo
-        stride_d = np.minimum(self.stride_for(block_shape, spacing), stride)
+        stride_d = np.minimum(self.stride_for(block_shape, spacing, self.max_decision_voxels), stride)
         sub = tuple(slice(int(a), int(b)) for a, b in zip(lo_c, hi_c))
         mask_label = np.where(mask_c[sub], algorithms.FG, algorithms.BG)
         override = (seeds[sub] != 0) & (seeds[sub] != mask_label)
-        up = lambda a: to_coarse(to_fine(a, stride, block_shape), stride_d)  # noqa: E731
+        up = lambda a: regrid(a, stride, stride_d, block_shape)  # noqa: E731
         seeds_d = np.where(to_coarse(cur[block], stride_d), algorithms.FG, algorithms.BG).astype(np.uint8)
         seeds_d[up(unknown[sub])] = 0
         over_d = up(override)

@@ -29,6 +29,15 @@ def to_fine(a: np.ndarray, stride: np.ndarray, shape: Sequence[int]) -> np.ndarr
     return a[: shape[0], : shape[1], : shape[2]]
 
 
+def regrid(a: np.ndarray, stride: np.ndarray, new_stride: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """``a`` (sampled every ``stride`` voxels of a block of ``shape``) resampled to
+    every ``new_stride`` voxels: the same as ``to_coarse(to_fine(a, stride, shape),
+    new_stride)`` without building the fine array."""
+    idx = [np.minimum((np.arange(int(s) // 2, int(n), int(s)) // int(old)), m - 1)
+           for s, n, old, m in zip(new_stride, shape, stride, a.shape)]
+    return a[np.ix_(*idx)]
+
+
 def fine_block(a: np.ndarray, stride: np.ndarray, shape: Sequence[int]) -> tuple[tuple[slice, ...], np.ndarray]:
     """The bounding block of a coarse bool array's True voxels, upsampled: ``(fine slices, block)``."""
     idx = np.argwhere(a)
