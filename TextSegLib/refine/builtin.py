@@ -26,8 +26,21 @@ Choices measured with ``benchmarks/bench_refine.py``:
   ``max_change_balls`` x the click's uncertain ball, the part nearest the
   click kept), which stops the add-a-leak / remove-too-much oscillation
   that made Dice drift down over many clicks;
-* click zones and bands shrink for small structures (``size_ref_mm``);
-* earlier clicks of a session stay hard seeds (``Interaction.prior_*``).
+* click zones, bands and gate rings shrink for small structures
+  (``size_ref_mm``), and a small structure gets a small ROI
+  (``roi_size_factor`` x its equivalent radius);
+* earlier clicks of a session stay hard seeds (``Interaction.prior_*``);
+* two grids: seeds are placed on an *analysis* grid (the ROI, coarsened to
+  ``max_roi_voxels``), the seeded segmentation then runs on the block the
+  unknown zone spans at the finest stride ``max_decision_voxels`` allows,
+  with the mask's own fine labels around it (a lesion's edge is decided
+  voxel by voxel even inside a large ROI);
+* where intensity cannot gate, a plausibility check
+  (:class:`~.intensity.IntensityModel`, ``plausible_ratio`` /
+  ``plausible_remove_ratio``) still rules out additions the structure
+  hardly has (fat next to a vessel) and removals its surroundings hardly
+  have; such a change reaches further and is capped less
+  (``plausible_band_reach``, ``plausible_change_balls``).
 
 Boxes: with a text engine and prompt, the model is re-run inside the box
 (``roi_ras``) and its mask replaces the old one there; otherwise an
@@ -106,7 +119,7 @@ class BuiltinRefiner:
     negative_band_max_mm: float = 30.0
     smooth: bool = False
     max_roi_voxels: int = 160_000
-    max_decision_voxels: int = 100_000
+    max_decision_voxels: int = 80_000
     min_background_fraction: float = 0.05
     roi_depth_factor: float = 8.0
     intensity_gate: bool = True
@@ -122,6 +135,7 @@ class BuiltinRefiner:
     max_roi_margin_mm: float = 150.0
     roi_size_factor: float = 4.0
     plausible_ratio: float = 0.3
+    plausible_remove_ratio: float = 1.0
     plausible_band_reach: float = 6.0
     plausible_change_balls: float = 8.0
     min_roi_margin_mm: float = 15.0
@@ -325,6 +339,7 @@ class BuiltinRefiner:
         r = self.plausible_ratio
         if r > 0 and keep[0] is None and len(pos) and plain.can_add(at(pos), r).all():
             keep[0], gated[0] = (lambda img: plain.can_add(img, r)), PLAUSIBLE
+        r = self.plausible_remove_ratio
         if r > 0 and keep[1] is None and len(neg) and plain.can_remove(at(neg), r).all():
             keep[1], gated[1] = (lambda img: plain.can_remove(img, r)), PLAUSIBLE
         return keep[0], keep[1], (gated[0], gated[1])
