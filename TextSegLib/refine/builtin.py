@@ -56,12 +56,12 @@ import numpy as np
 from scipy import ndimage
 
 from ..engine.base import CancelToken, Engine
-from ..errors import ModelError
 from ..volume import Volume
 from . import algorithms
 from .intensity import IntensityModel
 from .geometry import Region, VoxelBox, merge_regions, roi_around
-from .regions import (box_mask, box_ras, changed_region_of, connected_to, fine_block,
+from .boxes import apply_box, dominant_structure
+from .regions import (connected_to, fine_block,
                       nearest_part, regrid, to_coarse)
 
 
@@ -148,7 +148,7 @@ class BuiltinRefiner:
         for box in req.boxes:
             if req.cancel:
                 req.cancel.check()
-            touched = merge_regions(touched, self._apply_box(volume, new, box, req))
+            touched = merge_regions(touched, apply_box(volume, new, box, req, self._segment))
         if len(req.positive) or len(req.negative):
             if req.cancel:
                 req.cancel.check()
@@ -254,7 +254,7 @@ class BuiltinRefiner:
         for pts, label in ((pos, algorithms.FG), (neg, algorithms.BG)):
             for p in pts:
                 seeds[tuple(p)] = label
-        fg = algorithms.BACKENDS[self.backend](self._prep(img), seeds, spacing)
+        fg = self._segment(img, seeds, spacing)
         gain, loss = fg & ~mask, mask & ~fg
         if keep[0] is not None:
             gain &= keep[0](img)
@@ -500,71 +500,13 @@ class BuiltinRefiner:
         seeds[hard_bg] = algorithms.BG
         return seeds
 
-    # -- boxes --------------------------------------------------------------------
-    def _apply_box(self, volume: Volume, new: np.ndarray, box: VoxelBox, req: Interaction) -> Region:
-        sl = box.region.slices
-        inside = box.inside
-        if req.text_engine is not None:
-            if not req.prompt:
-                raise ModelError(
-                    "A text engine was given for the box but no prompt.",
-                    "Pass prompt='liver' or leave the engine out.",
-                )
-            lo, hi = box_ras(volume, box)
-            res = req.text_engine.segment(volume, [req.prompt], roi_ras=(lo, hi), cancel=req.cancel)
-            model = np.asarray(res.masks[req.prompt], dtype=bool)
-            block = new[sl]
-            block[inside] = model[sl][inside]
-            return box.region
-        if np.any(new[sl] & inside):
-            if box.flat_axis is None:
-                touched = changed_region_of(new, ~box_mask(new.shape, box))
-                new[...] = new & box_mask(new.shape, box)
-                return touched or box.region
-            ax = box.flat_axis
-            slab = [slice(None)] * 3
-            slab[ax] = slice(box.region.start[ax], box.region.stop[ax])
-            keep = np.zeros(new[tuple(slab)].shape, dtype=bool)
-            local = list(sl)
-            local[ax] = slice(None)
-            keep[tuple(local)] = inside
-            touched = changed_region_of(new[tuple(slab)], ~keep)
-            new[tuple(slab)] &= keep
-            if touched is None:
-                return box.region
-            start = list(touched.start)
-            stop = list(touched.stop)
-            start[ax] += box.region.start[ax]
-            stop[ax] += box.region.start[ax]
-            return Region(tuple(start), tuple(stop))  # type: ignore[arg-type]
-        block = new[sl]
-        block |= self.dominant_structure(np.asarray(volume.array[sl], dtype=np.float32), inside, volume.spacing)
-        return box.region
-
-    def dominant_structure(self, image: np.ndarray, inside: np.ndarray, spacing: np.ndarray) -> np.ndarray:
-        """Segment the structure at the centre of a box: centre seeds vs. frame seeds."""
-        seeds = np.full(image.shape, algorithms.BG, dtype=np.uint8)
-        seeds[inside] = 0
-        core = ndimage.binary_erosion(inside, iterations=1, border_value=0)
-        if inside.ndim == 3:
-            flat = [ax for ax in range(3) if inside.shape[ax] == 1]
-            if flat:  # erode in-plane only for a slice box
-                sq = np.squeeze(inside, axis=flat[0])
-                core = np.expand_dims(ndimage.binary_erosion(sq, iterations=1, border_value=0), flat[0])
-        seeds[inside & ~core] = algorithms.BG
-        idx = np.argwhere(inside)
-        centre = (idx.min(0) + idx.max(0)) / 2.0
-        half = np.maximum((idx.max(0) - idx.min(0)) / 2.0, 0.5)
-        grid = np.ogrid[tuple(slice(0, n) for n in image.shape)]
-        ell = sum(((g - c) / (h * 0.3 + 0.5)) ** 2 for g, c, h in zip(grid, centre, half)) <= 1.0
-        seeds[ell & inside] = algorithms.FG
-        fg = algorithms.BACKENDS[self.backend](self._prep(image), seeds, spacing)
-        fg &= inside
-        lab, n = ndimage.label(fg)
-        if n > 1:
-            sizes = np.bincount(lab.ravel())[1:]
-            fg = lab == (1 + int(np.argmax(sizes)))
-        return fg
-
     def _prep(self, image: np.ndarray) -> np.ndarray:
         return ndimage.median_filter(image, size=3) if self.smooth else image
+
+    def _segment(self, image: np.ndarray, seeds: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+        """The configured back-end on ``image`` (smoothed if ``smooth``)."""
+        return algorithms.BACKENDS[self.backend](self._prep(image), seeds, spacing)
+
+    def dominant_structure(self, image: np.ndarray, inside: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+        """Segment the structure at the centre of a box (see :func:`.boxes.dominant_structure`)."""
+        return dominant_structure(image, inside, spacing, self._segment)
