@@ -31,7 +31,8 @@ def _numbers(text: str, n: int, option: str) -> list[float]:
 @click.option("--ijk", is_flag=True, help="Coordinates are voxel indices (I,J,K), not RAS mm.")
 @click.option("--label", type=int, default=None, help="Label value to edit in a multi-label MASK.")
 @click.option("--roi-margin", type=click.FloatRange(min=1.0), default=None,
-              help="Fixed ROI margin around clicks (mm). Default: grows with the click's depth (up to 150 mm).")
+              help="Fixed ROI margin around clicks (mm). Default: sized to the structure, growing with "
+                   "the click's depth (up to 150 mm).")
 @click.option("--engine", type=click.Choice(["builtin", "nninteractive"]), default="builtin", show_default=True,
               help="Refinement engine (nnInteractive weights are non-commercial, CC BY-NC-SA 4.0).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),

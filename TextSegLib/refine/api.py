@@ -137,7 +137,8 @@ def refine(
     text :class:`~TextSegLib.engine.base.Engine` used with ``prompt`` to
     re-run the model inside each box. Click work is local to a block of
     ``roi_margin_mm`` around the clicks; ``None`` (default) starts at
-    :data:`DEFAULT_ROI_MARGIN_MM` and lets the built-in refiner grow the block
+    :data:`DEFAULT_ROI_MARGIN_MM` and lets the built-in refiner shrink the block
+    for a small structure (``BuiltinRefiner.roi_size_factor``) and grow it
     for a click deep inside a missed part or a leak (up to
     ``BuiltinRefiner.max_roi_margin_mm``); a number is a fixed bound.
     ``prior_positive`` / ``prior_negative``: earlier clicks (same space as the

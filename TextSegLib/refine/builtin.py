@@ -119,7 +119,7 @@ class BuiltinRefiner:
     negative_band_max_mm: float = 30.0
     smooth: bool = False
     max_roi_voxels: int = 160_000
-    max_decision_voxels: int = 80_000
+    max_decision_voxels: int = 60_000
     min_background_fraction: float = 0.05
     roi_depth_factor: float = 8.0
     intensity_gate: bool = True
