@@ -69,6 +69,11 @@ from .regions import (connected_to, fine_block,
 GATED, PLAUSIBLE = 2, 1
 
 
+def ball_radius(volume_mm3: float) -> float:
+    """Radius (mm) of the ball of ``volume_mm3``."""
+    return (3.0 * volume_mm3 / (4.0 * np.pi)) ** (1.0 / 3.0)
+
+
 @dataclass
 class Interaction:
     """One refinement request, already converted to voxel indices."""
@@ -381,13 +386,13 @@ class BuiltinRefiner:
         """Radius (mm) of the ball with the volume of ``mask`` (counted on a grid of at most 40k voxels)."""
         stride = self.stride_for(mask.shape, spacing, 40_000)
         n = float(np.count_nonzero(to_coarse(mask, stride)))
-        return (3.0 * n * float(np.prod(np.asarray(spacing) * stride)) / (4.0 * np.pi)) ** (1.0 / 3.0)
+        return ball_radius(n * float(np.prod(np.asarray(spacing) * stride)))
 
     def size_scale(self, mask: np.ndarray, spacing: np.ndarray) -> float:
         """Click zones, bands and gate rings shrink by this factor for a small structure."""
         if self.size_ref_mm <= 0:
             return 1.0
-        r_eq = (3.0 * float(np.count_nonzero(mask)) * float(np.prod(spacing)) / (4.0 * np.pi)) ** (1.0 / 3.0)
+        r_eq = ball_radius(float(np.count_nonzero(mask)) * float(np.prod(spacing)))
         return float(np.clip(r_eq / self.size_ref_mm, self.min_size_scale, 1.0))
 
     def click_depth(self, volume: Volume, mask: np.ndarray, roi: Region, req: Interaction) -> float:
