@@ -204,9 +204,8 @@ class BuiltinRefiner:
                 inside = mask_c
             if np.count_nonzero(outside) < 50:
                 outside = ~mask_c
-            model = IntensityModel.learn(image, inside, outside, pos.reshape(-1, 3), neg.reshape(-1, 3), self.gate_bins)
-            plain = IntensityModel.learn(image, inside, outside, pos[:0].reshape(-1, 3), neg[:0].reshape(-1, 3),
-                                         self.gate_bins)
+            model, plain = IntensityModel.learn_pair(image, inside, outside, pos.reshape(-1, 3), neg.reshape(-1, 3),
+                                                     self.gate_bins)
         keep_add, keep_rem, gated = self.intensity_limits(model, plain, image, pos.reshape(-1, 3), neg.reshape(-1, 3))
         gate_add = gated[0] == GATED
         seeds = self.point_seeds(mask_c, pos.reshape(-1, 3), neg.reshape(-1, 3), spacing, prob,

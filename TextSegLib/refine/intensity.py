@@ -35,27 +35,38 @@ class IntensityModel:
         """Learn from ``image`` voxels in ``mask`` (structure) and ``outside``;
         the clicks' 3x3x3 neighbourhoods count a third of each histogram.
         ``None`` when either side is empty or the image is flat."""
+        return cls.learn_pair(image, mask, outside, pos, neg, bins)[0]
+
+    @classmethod
+    def learn_pair(cls, image: np.ndarray, mask: np.ndarray, outside: np.ndarray, pos: np.ndarray, neg: np.ndarray,
+                   bins: int = 64) -> "tuple[IntensityModel, IntensityModel] | tuple[None, None]":
+        """``(with_clicks, without_clicks)``: :meth:`learn` with and without the
+        clicks' neighbourhoods, from one binning of ``image``."""
         if not mask.any() or not outside.any():
-            return None
+            return None, None
         lo, hi = (float(v) for v in np.percentile(image, [0.5, 99.5]))
         if not hi > lo:
-            return None
-        model = cls(lo, hi, np.zeros(bins), np.zeros(bins))
-        idx = model.bin(image)
+            return None, None
+        idx = cls(lo, hi, np.zeros(bins), np.zeros(bins)).bin(image)
 
         def near(points: np.ndarray) -> np.ndarray:
             out = [idx[tuple(slice(max(0, int(c) - 1), int(c) + 2) for c in p)].ravel() for p in points]
             return np.concatenate(out) if out else np.zeros(0, np.int64)
 
-        def density(values: np.ndarray, clicked: np.ndarray) -> np.ndarray:
-            h = np.bincount(values, minlength=bins).astype(np.float64)
-            h /= h.sum()
+        def density(h: np.ndarray, clicked: np.ndarray) -> np.ndarray:
             if len(clicked):  # what the user pointed at counts a third
                 c = np.bincount(clicked, minlength=bins).astype(np.float64)
                 h = (2.0 * h + c / c.sum()) / 3.0
             return ndimage.gaussian_filter1d(h, 1.5, mode="nearest") + 1e-6
 
-        return cls(lo, hi, density(idx[mask], near(pos)), density(idx[outside], near(neg)))
+        def hist(values: np.ndarray) -> np.ndarray:
+            h = np.bincount(values, minlength=bins).astype(np.float64)
+            return h / h.sum()
+
+        h_fg, h_bg = hist(idx[mask]), hist(idx[outside])
+        none = np.zeros(0, np.int64)
+        return (cls(lo, hi, density(h_fg, near(pos)), density(h_bg, near(neg))),
+                cls(lo, hi, density(h_fg, none), density(h_bg, none)))
 
     def bin(self, image: np.ndarray) -> np.ndarray:
         nb = len(self.fg)
