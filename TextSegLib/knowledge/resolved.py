@@ -86,12 +86,41 @@ class ResolvedPrompt:
                 "note": self.note}
 
 
-def _term_table(tree: KnowledgeTree, terms: Iterable[str]) -> dict[int, str]:
-    """Concept index -> the model's own term string for it (first one listed wins)."""
-    out: dict[int, str] = {}
-    for term, cid in tree.map_vocabulary(terms).items():
+_VOCAB_CACHE: dict[tuple, tuple[Vocabulary, dict[int, str], dict[str, int]]] = {}
+
+
+def model_vocabulary_index(terms: Sequence[str], modality: str = "", tree: KnowledgeTree | None = None
+                           ) -> tuple[Vocabulary, dict[int, str], dict[str, int]]:
+    """``(vocabulary, concept index -> the model's term, normalised term -> concept index)``.
+
+    A term that names several concepts (SAT's CT "left ventricle" is the heart's, not the brain's)
+    maps to the concept the knowledge tree records for SAT's ``modality`` term; otherwise to the
+    tree's first concept of that name."""
+    tree = tree or default_tree()
+    key = (id(tree), modality, tuple(terms))
+    hit = _VOCAB_CACHE.get(key)
+    if hit is not None:
+        return hit
+    wanted = {normalize(t): t for t in terms}
+    table: dict[int, str] = {}
+    inverse: dict[str, int] = {}
+    mods = (modality,) if modality else ("ct", "mri", "pet")
+    for i, by_mod in tree.sat.items():  # SAT's own term -> concept assignments, per modality
+        for m in mods:
+            for t in by_mod.get(m, ()):
+                n = normalize(t)
+                if n in wanted and n not in inverse:
+                    inverse[n] = i
+                    table.setdefault(i, wanted[n])
+    for term, cid in tree.map_vocabulary([t for n, t in wanted.items() if n not in inverse]).items():
         if cid is not None:
-            out.setdefault(tree.index[cid], term)
+            i = tree.index[cid]
+            inverse.setdefault(normalize(term), i)
+            table.setdefault(i, term)
+    out = (Vocabulary(tree, frozenset(table)), table, inverse)
+    if len(_VOCAB_CACHE) > 32:
+        _VOCAB_CACHE.clear()
+    _VOCAB_CACHE[key] = out
     return out
 
 
@@ -171,14 +200,15 @@ def resolve_prompt(text: str, *, modality: str = "", model_terms: Mapping[str, S
         terms = list(model_terms.get(modality, [])) if modality else [t for v in model_terms.values() for t in v]
     else:
         terms = None if model_terms is None else list(model_terms)
-    table = _term_table(tree, terms) if terms is not None else {}
+    if terms is not None:
+        vocab, table, inverse = model_vocabulary_index(terms, modality, tree)
+    else:
+        vocab, table, inverse = tree.vocabulary(None, modality), {}, {}
     own = {normalize(t): t for t in terms or ()}
     if normalize(raw) in own:  # one of the model's own terms, as written: it is what the model was taught
-        term = own[normalize(raw)]
-        cid = tree.map_vocabulary([term]).get(term)
-        c = tree.get(cid) if cid else None
-        return ResolvedPrompt(raw, c, term, False, True, "" if c else f"{raw!r}: a model term with no code")
-    vocab: Vocabulary = tree.vocabulary(terms if terms is not None else None, modality)
+        i = inverse.get(normalize(raw))
+        c = tree.concepts[i] if i is not None else None
+        return ResolvedPrompt(raw, c, own[normalize(raw)], False, True, "" if c else f"{raw!r}: a model term with no code")
     rows = suggest(tree, raw, limit=6, modality=modality, vocabulary=vocab)
     concept, close = _pick(tree, raw, rows, modality)
     if concept is None and close:
@@ -188,7 +218,7 @@ def resolve_prompt(text: str, *, modality: str = "", model_terms: Mapping[str, S
                      if tree.index[s.concept.id] in vocab)[:5]
         if not free_text_ok:
             hint = (f"Nearest terms it knows: {', '.join(c.name for c in near)}." if near
-                    else "Run `textseg terms TEXT --model NAME` to see the terms it knows.")
+                    else f"Run `textseg terms {raw!r} --model {model_name}` to see the terms it knows.")
             raise UnknownTermError(f"Prompt {raw!r} matches no coded structure, and {model_name} cannot segment "
                                    "free text.", hint)
         return ResolvedPrompt(raw, None, raw, free_text=True, in_vocabulary=False,
@@ -204,7 +234,7 @@ def resolve_prompt(text: str, *, modality: str = "", model_terms: Mapping[str, S
     if not free_text_ok:
         mod = f" for {modality.upper()}" if modality else ""
         hint = (f"Terms it knows near this one: {', '.join(c.name for c in near)}." if near
-                else "Run `textseg terms TEXT --model NAME` to see the terms it knows.")
+                else f"Run `textseg terms {raw!r} --model {model_name}` to see the terms it knows.")
         raise UnknownTermError(f"{concept.name} ({raw!r}) is not a structure {model_name} was trained on{mod}.", hint)
     note = (said + "; " if said else "") + f"{concept.name} is not a trained term of {model_name}: sent as text"
     return ResolvedPrompt(raw, concept, concept.name.lower(), False, False, note, near)
