@@ -80,9 +80,10 @@ class EngineResult:
 class Engine(Protocol):
     """What the CLI, the server, the Slicer Logic and the tests call."""
 
+    # Optional attributes the prompt path reads when present (not part of the runtime check):
+    # ``free_text`` (text outside the vocabulary can be encoded; default True) and
+    # ``modalities`` (the modalities it was trained on; default: any).
     name: str
-    #: whether text that is not one of its terms can be encoded (SAT's text tower: yes)
-    free_text: bool
 
     def vocabulary(self, modality: str) -> list[str]:
         """Terms this engine was trained on for ``modality`` ('ct', 'mri', 'pet')."""
