@@ -30,6 +30,7 @@ GROUP_CATEGORY = {7157: "Physical object", 7158: "Physical object", 7159: ALTERE
                   7168: ALTERED[2], 7169: ALTERED[2], 7166: "Tissue"}
 # Ordered keyword rules: first region whose words occur in a normalised name wins.
 REGION_WORDS = [
+    ("thorax", "outflow inflow"),  # the heart's ventricle outflow tracts are not brain tracts
     ("spine", "vertebra vertebrae vertebral spine spinal sacrum sacral coccyx intervertebral disc"),
     ("brain", "brain cerebral cerebellum cerebellar gyrus sulcus lobule cortex thalamus "
               "hippocampus amygdala putamen caudate pallidus nucleus brainstem pons medulla midbrain "
@@ -72,6 +73,19 @@ def clean_meaning(m: str) -> str:
     return re.sub(r"^(Structure of|Bone structure of) ", "", re.sub(r" structure$", "", m)).strip()
 
 
+def meaning_keys(text: str) -> list[str]:
+    """Normalised keys a code meaning (or a name) is matched under: as written, without
+    "structure of"/"entire"/"the", and "X of Y" read as "Y X" ("Head of femur" = "femur head")."""
+    key = normalize(clean_meaning(text))
+    key = re.sub(r"^(entire|the) ", "", key)
+    key = " ".join(w for w in key.split() if w != "the")
+    out = [key] if key else []
+    m = re.fullmatch(r"(.+?) of ([^()]+)", key)
+    if m and " of " not in m.group(2):
+        out.append(f"{m.group(2)} {m.group(1)}")
+    return out
+
+
 def plural(word: str) -> str | None:
     if len(word) < 4 or not word.isalpha() or word.endswith(("s", "x", "us", "um")):
         return None
@@ -85,6 +99,7 @@ class TreeBuilder:
         self.concepts: dict[tuple, dict] = {}
         self.by_name: dict[str, list[tuple]] = {}
         self.meaning_code: dict[str, tuple[str, str, str]] = {}
+        self.code_synonyms: dict[str, str] = {}
         self.categories: dict[str, tuple[str, str, str]] = {}
         self.warnings: list[str] = []
 
@@ -98,8 +113,8 @@ class TreeBuilder:
         c = self.concepts.get(k)
         if c is None:
             if name is None:
-                base = reg[2] + " " + type_[2].lower() if reg else type_[2]
                 side = (regmod or mod)
+                base = reg[2] + " " + type_[2].lower() if reg else self._side_base_name(type_) if side else type_[2]
                 name = f"{side[2]} {base[0].lower() + base[1:]}" if side else base
             c = {"key": k, "type": tuple(type_), "mod": tuple(mod) if mod else None,
                  "reg": tuple(reg) if reg else None, "regmod": tuple(regmod) if regmod else None,
@@ -121,6 +136,18 @@ class TreeBuilder:
             c["color"] = [int(v) for v in color]
         return c
 
+    def _side_base_name(self, type_) -> str:
+        """Structure name a lateral node is named from: the code meaning, except that a Title
+        Case or "Entire ..." meaning gives way to the base concept's plain name."""
+        m = re.sub(r"^Entire ", "", type_[2])
+        words = [w for w in m.split() if w.isalpha() and w not in ("of", "and", "the")]
+        if m == type_[2] and not (len(words) > 1 and all(w[0].isupper() for w in words)):
+            return m
+        plain = self.concepts.get(self.key(type_))
+        if plain is not None and plain["name"][1:] == plain["name"][1:].lower():
+            return plain["name"]
+        return m[:1] + m[1:].lower()
+
     def add_name(self, c: dict, name: str, kind: int) -> None:
         name = name.strip()
         if not name or len(name) > 120:
@@ -140,10 +167,42 @@ class TreeBuilder:
         return None
 
     def code_for(self, meaning: str):
+        """The public code of a structure name: a concept's code, else a code meaning of the
+        offline code lists matched by :func:`meaning_keys`, else a reviewed synonym
+        (``code_synonyms.tsv``); ``None`` when no offline list defines it."""
         c = self.find(meaning)
         if c is not None:
             return c["type"]
-        return self.meaning_code.get(normalize(meaning))
+        keys = meaning_keys(meaning)
+        for k in keys:
+            c = self.find(k)
+            if c is not None:
+                return c["type"]
+        for k in keys:
+            if k in self.meaning_code:
+                return self.meaning_code[k]
+        target = self.code_synonyms.get(normalize(meaning))
+        return self.code_for(target) if target else None
+
+    def index_code(self, meaning: str, code: tuple[str, str, str]) -> None:
+        """Make ``code`` findable by its meaning (first source wins, except over a meaning
+        that still carries a parenthesised qualifier)."""
+        for k in meaning_keys(meaning):
+            cur = self.meaning_code.get(k)
+            if cur is None or ("(" in cur[2] and "(" not in code[2] and cur[0] == code[0]):
+                self.meaning_code[k] = code
+
+    def load_code_synonyms(self, path: Path) -> None:
+        """Reviewed name -> code-meaning pairs; each row is checked against the offline code
+        lists (the meaning must give the code written in the row)."""
+        for line in path.read_text().splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            name, meaning, code, *_note = line.split("\t")
+            got = self.code_for(meaning)
+            if got is None or "^".join(got[:2]) != code:
+                raise SystemExit(f"code_synonyms.tsv: {meaning!r} gives {got}, not {code} (row {name!r})")
+            self.code_synonyms[normalize(name)] = meaning
 
     # ---- sources --------------------------------------------------------------------------
     def load_slicer(self, doc: dict, which: str) -> None:
@@ -170,19 +229,16 @@ class TreeBuilder:
     def load_anatomic_regions(self, doc: dict) -> None:
         for r in doc["AnatomicCodes"]["AnatomicRegion"]:
             if r["CodingSchemeDesignator"] == "SCT":
-                self.meaning_code.setdefault(normalize(r["CodeMeaning"]),
-                                             ("SCT", r["CodeValue"], r["CodeMeaning"]))
+                self.index_code(r["CodeMeaning"], ("SCT", r["CodeValue"], r["CodeMeaning"]))
 
     def load_pydicom(self) -> None:
         from pydicom.sr._cid_dict import cid_concepts
         from pydicom.sr._concepts_dict import concepts
 
-        for scheme in ("SCT",):
+        for scheme in ("SCT", "FMA", "NEU"):  # SNOMED CT first; FMA and NeuroNames fill gaps
             for entries in concepts[scheme].values():
                 for value, (meaning, _cids) in entries.items():
-                    key = normalize(clean_meaning(meaning))
-                    if key not in self.meaning_code or "(" in self.meaning_code[key][2]:
-                        self.meaning_code[key] = (scheme, value, clean_meaning(meaning))
+                    self.index_code(meaning, (scheme, value, clean_meaning(meaning)))
         groups = [7151, 7192, 4, 4031] + list(range(7152, 7171))
         for cid in groups:
             if cid in (7157, 7158, 7161, 7162, 7165):  # devices, artefacts, algorithms: not prompts
@@ -224,6 +280,9 @@ class TreeBuilder:
             if base is not None:
                 ctx, cat = base["ctx"], base["cat"]
             c = self.get(tc, mod, reg, regmod, cat=cat, ctx=ctx, source="totalsegmentator", color=color)
+            for x in (tc, reg):
+                if x:
+                    self.index_code(x[2], x)
             cls = row["Structure"]
             c["ts"].add(cls)
             self.add_name(c, cls.replace("_", " "), 1)
@@ -370,7 +429,9 @@ class TreeBuilder:
         for canon, rs in sorted(groups.items()):
             c = self.find(canon)
             if c is None:
-                c = self.get(local_code(canon.capitalize()), name=canon.capitalize(), source="covale")
+                code = self.code_for(canon)
+                c = self.get(code or local_code(canon.capitalize()), name=canon.capitalize(),
+                             source="covale")
                 c["modalities"].add("mri")
             c["sources"].add("covale")
             c["region"] = c["region"] or ("vessels" if rs[0]["structure_type"] == "vascular" else "brain")

@@ -102,6 +102,10 @@ class KnowledgeTree:
         """Comma-separated modalities of concept ``i`` (no object creation)."""
         return self._col["modality_table"][self._col["modalities"][i]]
 
+    def region_name(self, i: int) -> str:
+        """Body region of concept ``i`` (no object creation)."""
+        return self._col["region_table"][self._col["region"][i]]
+
     def parent_index(self, i: int) -> int:
         return self._col["parent"][i]
 
