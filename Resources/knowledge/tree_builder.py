@@ -59,6 +59,12 @@ REGION_WORDS = [
 ]
 
 
+#: SNOMED CT semantic tags of codes that are never a segmentable structure or finding
+NOT_ANATOMY = re.compile(r"\((environment|procedure|qualifier value|observable entity|physical object|organism|"
+                         r"substance|situation|attribute|regime/therapy|occupation|person|record artifact|"
+                         r"staging scale|specimen|product)\)$")
+
+
 def local_code(name: str) -> tuple[str, str, str]:
     """A stable private code (``99TEXTSEG``) for a structure without a public code."""
     return (LOCAL, "T" + hashlib.sha1(normalize(name).encode()).hexdigest()[:12], name)
@@ -100,6 +106,7 @@ class TreeBuilder:
         self.by_name: dict[str, list[tuple]] = {}
         self.meaning_code: dict[str, tuple[str, str, str]] = {}
         self.code_synonyms: dict[str, str] = {}
+        self.code_origin: dict[tuple[str, str], str] = {}  # (scheme, value) -> source tag
         self.categories: dict[str, tuple[str, str, str]] = {}
         self.warnings: list[str] = []
 
@@ -184,9 +191,10 @@ class TreeBuilder:
         target = self.code_synonyms.get(normalize(meaning))
         return self.code_for(target) if target else None
 
-    def index_code(self, meaning: str, code: tuple[str, str, str]) -> None:
+    def index_code(self, meaning: str, code: tuple[str, str, str], origin: str) -> None:
         """Make ``code`` findable by its meaning (first source wins, except over a meaning
-        that still carries a parenthesised qualifier)."""
+        that still carries a parenthesised qualifier); ``origin`` tags the list it came from."""
+        self.code_origin.setdefault(code[:2], origin)
         for k in meaning_keys(meaning):
             cur = self.meaning_code.get(k)
             if cur is None or ("(" in cur[2] and "(" not in code[2] and cur[0] == code[0]):
@@ -229,16 +237,23 @@ class TreeBuilder:
     def load_anatomic_regions(self, doc: dict) -> None:
         for r in doc["AnatomicCodes"]["AnatomicRegion"]:
             if r["CodingSchemeDesignator"] == "SCT":
-                self.index_code(r["CodeMeaning"], ("SCT", r["CodeValue"], r["CodeMeaning"]))
+                self.index_code(r["CodeMeaning"], ("SCT", r["CodeValue"], r["CodeMeaning"]), "slicer-regions")
 
     def load_pydicom(self) -> None:
         from pydicom.sr._cid_dict import cid_concepts
         from pydicom.sr._concepts_dict import concepts
 
+        not_anatomy = set()  # codes one of whose meanings is a ward, procedure, device, ...
+        for scheme in ("SCT", "FMA", "NEU"):
+            for entries in concepts[scheme].values():
+                for value, (meaning, _cids) in entries.items():
+                    if NOT_ANATOMY.search(meaning):
+                        not_anatomy.add((scheme, value))
         for scheme in ("SCT", "FMA", "NEU"):  # SNOMED CT first; FMA and NeuroNames fill gaps
             for entries in concepts[scheme].values():
                 for value, (meaning, _cids) in entries.items():
-                    self.index_code(meaning, (scheme, value, clean_meaning(meaning)))
+                    if (scheme, value) not in not_anatomy:
+                        self.index_code(meaning, (scheme, value, clean_meaning(meaning)), "dicom-code")
         groups = [7151, 7192, 4, 4031] + list(range(7152, 7171))
         for cid in groups:
             if cid in (7157, 7158, 7161, 7162, 7165):  # devices, artefacts, algorithms: not prompts
@@ -282,7 +297,7 @@ class TreeBuilder:
             c = self.get(tc, mod, reg, regmod, cat=cat, ctx=ctx, source="totalsegmentator", color=color)
             for x in (tc, reg):
                 if x:
-                    self.index_code(x[2], x)
+                    self.index_code(x[2], x, "totalsegmentator")
             cls = row["Structure"]
             c["ts"].add(cls)
             self.add_name(c, cls.replace("_", " "), 1)

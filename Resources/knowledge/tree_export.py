@@ -76,7 +76,10 @@ def finish(b) -> None:
                 break
             seen.add(k)
             k = cs[k]["parent"] if k in cs else None
+    coded_by = {"slicer-ga", "slicer-dm", "totalsegmentator", "dicom-cid", "dicom-code", "slicer-regions"}
     for c in cs.values():
+        if c["type"][0] != LOCAL and not c["sources"] & coded_by:  # coded by a meaning lookup
+            c["sources"].add(b.code_origin.get(c["type"][:2], "dicom-code"))
         if not c["modalities"]:
             c["modalities"] = {"ct", "mri", "pet"}
         if not c["color"]:
