@@ -28,19 +28,22 @@ GROUP_REGION = {7152: "thorax", 7153: "brain", 7154: "abdomen", 7155: "thorax", 
                 7160: "pelvis", 7167: "nerves", 7170: "abdomen", 7159: "lesions", 7166: "tissues"}
 GROUP_CATEGORY = {7157: "Physical object", 7158: "Physical object", 7159: ALTERED[2],
                   7168: ALTERED[2], 7169: ALTERED[2], 7166: "Tissue"}
-# Ordered keyword rules: first region whose words occur in a normalised name wins.
+# Ordered keyword rules: first region whose words occur in a normalised name wins (a_b: the phrase "a b").
 REGION_WORDS = [
-    ("thorax", "outflow inflow"),  # the heart's ventricle outflow tracts are not brain tracts
+    ("thorax", "outflow inflow interatrial interventricular"),  # heart parts, not brain tracts/septa
     ("spine", "vertebra vertebrae vertebral spine spinal sacrum sacral coccyx intervertebral disc"),
     ("brain", "brain cerebral cerebellum cerebellar gyrus sulcus lobule cortex thalamus "
               "hippocampus amygdala putamen caudate pallidus nucleus brainstem pons medulla midbrain "
-              "corpus callosum fornix insula hypothalamus cingulate cistern white matter gray matter "
+              "corpus_callosum fornix insula hypothalamus cingulate cistern white_matter gray_matter "
               "fasciculus peduncle tract lemniscus striatum claustrum habenula colliculus pineal "
-              "septum pellucidum choroid plexus telencephalon diencephalon accumbens"),
+              "septum_pellucidum choroid_plexus telencephalon diencephalon accumbens "
+              "temporal_lobe lateral_ventricle"),
     ("head and neck", "skull eye eyeball orbit lens optic ear cochlea tympanic nasal nose "
                       "sinus oral mouth tongue tooth teeth lip palate pharynx larynx glottis parotid "
-                      "submandibular thyroid mandible maxilla zygoma temporal bone mastoid "
-                      "lacrimal cheek buccal trachea carotid jugular hyoid tonsil pituitary chiasm"),
+                      "submandibular thyroid mandible maxilla zygoma temporal_bone mastoid "
+                      "lacrimal cheek buccal trachea carotid jugular hyoid tonsil pituitary chiasm "
+                      "ethmoid sphenoid vomer palatine frontal_bone parietal_bone occipital_bone "
+                      "temporalis eustachian"),
     ("thorax", "thorax thoracic chest lung pulmonary bronchus bronchi heart cardiac atrium "
                "myocardium pericardium pericardial mediastinum pleura pleural rib costal sternum "
                "esophagus breast thymus coronary mitral tricuspid aortic valve diaphragm"),
@@ -49,12 +52,15 @@ REGION_WORDS = [
                 "colon cecum appendix omentum peritoneum peritoneal retroperitoneal portal mesenteric "
                 "celiac"),
     ("pelvis", "pelvis pelvic bladder prostate rectum rectal uterus cervix ovary vagina testis "
-               "seminal hip iliac gluteus gluteal femoral head acetabulum pubis ischium ilium "
+               "seminal hip iliac gluteus gluteal femoral_head acetabulum pubis pubic ischium ilium "
                "urethra anus sacroiliac"),
     ("upper limb", "arm humerus radius ulna hand wrist finger thumb elbow shoulder scapula clavicle "
-                   "forearm carpal metacarpal deltoid biceps triceps axilla axillary brachial"),
+                   "forearm carpal metacarpal deltoid biceps triceps axilla axillary brachial "
+                   "scaphoid lunate glenoid acromion coracoid olecranon humeral upper_limb"),
     ("lower limb", "leg femur tibia fibula knee ankle foot toe thigh patella calf tarsal metatarsal "
-                   "quadriceps hamstring popliteal meniscus"),
+                   "quadriceps hamstring popliteal meniscus "
+                   "talus navicular calcaneus trochanter achilles "
+                   "femoral_neck femoral_nerve lower_limb"),
     ("vessels", "artery arteries vein veins aorta vena vessel vascular arterial venous"),
 ]
 

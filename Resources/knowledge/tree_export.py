@@ -23,7 +23,7 @@ MAX_TOP = 48
 def _region_by_words(name: str) -> str | None:
     text = f" {normalize(name)} "
     for region, words in REGION_WORDS:
-        for w in words.split():
+        for w in (p.replace("_", " ") for p in words.split()):
             if f" {w} " in text or (len(w) > 5 and f" {w}" in text):
                 return region
     return None
