@@ -442,6 +442,21 @@ class TreeBuilder:
                         for s in (f"{pre}{oname} {w}", f"{w} of {pre}{oname}", *(f"{pre}{a} {w}" for a in adjs)):
                             self.add_name(c, s, 1)
 
+    def add_coded_findings(self, path: Path) -> None:
+        """Named findings of one structure ("myocardial scar"): the finding's code as the type
+        and the structure's code as the anatomic region, both checked against the code lists."""
+        cat = self.categories.get(ALTERED[2], ALTERED)
+        for line in path.read_text().splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            name, meaning, code, structure, _note = line.split("\t")
+            lc, organ = self.code_for(meaning), self.find(structure)
+            if lc is None or "^".join(lc[:2]) != code or organ is None:
+                raise SystemExit(f"lesion_codes.tsv: {meaning!r} gives {lc}, structure {structure!r} "
+                                 f"{'found' if organ else 'not found'} (row {name!r})")
+            c = self.get(lc, None, organ["type"], None, cat=cat, name=name, source="dicom-code")
+            c["parent"] = organ["key"]
+
     def load_covale(self, reg: dict) -> None:
         brain = self.find("Brain")
         groups: dict[str, list[dict]] = {}
