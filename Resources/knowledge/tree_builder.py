@@ -30,7 +30,9 @@ GROUP_CATEGORY = {7157: "Physical object", 7158: "Physical object", 7159: ALTERE
                   7168: ALTERED[2], 7169: ALTERED[2], 7166: "Tissue"}
 # Ordered keyword rules: first region whose words occur in a normalised name wins (a_b: the phrase "a b").
 REGION_WORDS = [
-    ("thorax", "outflow inflow interatrial interventricular"),  # heart parts, not brain tracts/septa
+    # organ parts named with a generic brain word (tract, septum, cortex, lobule) come first
+    ("thorax", "outflow inflow interatrial interventricular pulmonary_lobule"),
+    ("abdomen", "renal_cortex renal_medulla adrenal_cortex"),
     ("spine", "vertebra vertebrae vertebral spine spinal sacrum sacral coccyx intervertebral disc"),
     ("brain", "brain cerebral cerebellum cerebellar gyrus sulcus lobule cortex thalamus "
               "hippocampus amygdala putamen caudate pallidus nucleus brainstem pons medulla midbrain "

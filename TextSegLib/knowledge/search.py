@@ -7,8 +7,9 @@ before matching ("lt" -> "left", "ant" -> "anterior") so "lt kidn" finds "Left k
 
 Ambiguous names (the heart's and the brain's "left ventricle") rank by the common meaning:
 the concept the model knows and the one whose preferred name it is come first. A region word
-typed with the name ("brain left ventricle", "cerebral ...") is a context: the name is also
-searched without it, and concepts of that region come first among equally good matches.
+typed with the name ("brain left ventricle", "cerebral ...") is a context: concepts of that
+region come first among equally good matches, and when the whole text names nothing exactly
+or as a prefix, the name is also searched without the region word among that region's concepts.
 """
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ REGION_CONTEXT = {
     "brain": ("brain", "head and neck"), "cerebral": ("brain", "head and neck"),
     "cerebrum": ("brain",), "intracranial": ("brain", "head and neck"), "cranial": ("brain", "head and neck"),
     "neuro": ("brain",), "heart": ("thorax",), "cardiac": ("thorax",), "cardio": ("thorax",),
-    "myocardial": ("thorax",), "chest": ("thorax",), "thoracic": ("thorax",), "abdominal": ("abdomen",),
+    "myocardial": ("thorax",), "chest": ("thorax",), "thoracic": ("thorax",), "lung": ("thorax",),
+    "pulmonary": ("thorax",), "abdominal": ("abdomen",), "liver": ("abdomen",), "hepatic": ("abdomen",),
+    "pancreas": ("abdomen",), "pancreatic": ("abdomen",), "kidney": ("abdomen",), "renal": ("abdomen",),
     "pelvic": ("pelvis",), "spinal": ("spine",),
 }
 PREFIX_SCAN = 200
@@ -256,10 +259,13 @@ def suggest(tree: KnowledgeTree, query: str, limit: int = 10, modality: str = ""
     m = _search(tree, variants, vocab, limit)
     context = _context(variants[0])
     alone: dict[int, int] = {}  # with a context: how well the name without the region word matched
-    if context:  # "brain left ventricle": also the name alone, as a weaker (word-level) match
+    if context and not any(v[0] <= 1 for v in m.best.values()):
+        # "brain left ventricle" names nothing as typed: the name alone, as a word-level match
         rest = query_variants(" ".join(t for t in variants[0] if t not in REGION_CONTEXT))
         if rest:
             for ci, (kind, dist, ni) in _search(tree, rest, vocab, limit).best.items():
+                if tree.region_name(ci) not in context:  # the region word restricts the name alone
+                    continue
                 cand = (max(kind, 2), dist, ni)
                 if ci not in m.best or cand[:2] < m.best[ci][:2]:
                     m.best[ci] = cand
