@@ -179,6 +179,13 @@ def test_left_ventricle_is_the_brains_with_brain_context(query):
         assert top.region == "brain" and "66720007" in top.code and LEFT in top.code, (query, modality, top)
 
 
+def test_region_word_restricts_the_name_alone():
+    top = suggest("liver caudate", limit=3, modality="ct")
+    assert top and top[0].concept.name == "Couinaud hepatic segment I"  # the caudate lobe, not the nucleus
+    assert all(s.concept.region == "abdomen" for s in top)
+    assert not [s for s in suggest("pancreas uncinate", limit=5) if s.concept.region == "brain"]
+
+
 def test_context_word_does_not_hide_an_exact_name():
     assert suggest("thoracic aorta", limit=3)[0].concept.name == "Thoracic aorta"
     assert suggest("heart left ventricle", limit=3)[0].concept.region == "thorax"
