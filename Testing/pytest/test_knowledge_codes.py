@@ -171,6 +171,13 @@ def test_left_ventricle_is_the_hearts_without_brain_context(modality):
     assert _type(top)[1] == "87878005" and top.region == "thorax", top
 
 
+def test_left_ventricle_on_pet_is_a_heart_structure():
+    """The brain's lateral ventricle has "left ventricle" only as an atlas synonym; the name is the
+    preferred name of the heart's (SAT has no PET term for either)."""
+    top = suggest("left ventricle", limit=5, modality="pet")[0].concept
+    assert top.region == "thorax" and "66720007" not in top.code, top
+
+
 @pytest.mark.parametrize("query", ["left lateral ventricle", "brain left ventricle", "left ventricle brain",
                                    "cerebral left ventricle", "lt lateral ventricle"])
 def test_left_ventricle_is_the_brains_with_brain_context(query):

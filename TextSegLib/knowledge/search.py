@@ -6,7 +6,8 @@ transpositions). At equal quality, concepts the model knows come first. Tokens a
 before matching ("lt" -> "left", "ant" -> "anterior") so "lt kidn" finds "Left kidney".
 
 Ambiguous names (the heart's and the brain's "left ventricle") rank by the common meaning:
-the concept the model knows and the one whose preferred name it is come first. A region word
+the concept the model knows first, then, among exact matches, the concept whose preferred name
+it is before those that have it only as a synonym (the brain's is an atlas synonym). A region word
 typed with the name ("brain left ventricle", "cerebral ...") is a context: concepts of that
 region come first among equally good matches, and when the whole text names nothing exactly
 or as a prefix, the name is also searched without the region word among that region's concepts.
@@ -280,7 +281,8 @@ def suggest(tree: KnowledgeTree, query: str, limit: int = 10, modality: str = ""
         off = 1 if modality and modality not in mod_of(ci) else 0
         nk = tree.name_kind[ni]
         miss = 1 if context and region_of(ci) not in context else 0
-        return (kind, dist, miss, alone.get(ci, 9) if context else 0, ci not in vocab, off, nk >= 2, len(tree.keys[ni]), nk > 0, rank[ci], ci)
+        return (kind, dist, miss, alone.get(ci, 9) if context else 0, ci not in vocab, nk > 0 and kind == 0, off,
+                nk >= 2, len(tree.keys[ni]), nk > 0, rank[ci], ci)
 
     out = []
     for ci, (kind, dist, ni) in sorted(m.best.items(), key=order)[:limit]:
