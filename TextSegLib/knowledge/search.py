@@ -8,9 +8,9 @@ before matching ("lt" -> "left", "ant" -> "anterior") so "lt kidn" finds "Left k
 Ambiguous names (the heart's and the brain's "left ventricle") rank by the common meaning:
 the concept the model knows first, then, among exact matches, the concept whose preferred name
 it is before those that have it only as a synonym (the brain's is an atlas synonym). A region word
-typed with the name ("brain left ventricle", "cerebral ...") is a context: concepts of that
-region come first among equally good matches, and when the whole text names nothing exactly
-or as a prefix, the name is also searched without the region word among that region's concepts.
+typed with a name that the whole text does not match exactly or as a prefix ("brain left
+ventricle", "liver caudate") is a context: the name is also searched without the region word
+among that region's concepts, and concepts of that region come first among equally good matches.
 """
 from __future__ import annotations
 
@@ -259,18 +259,18 @@ def suggest(tree: KnowledgeTree, query: str, limit: int = 10, modality: str = ""
     vocab = vocabulary if vocabulary is not None else tree.vocabulary(None, modality)
     m = _search(tree, variants, vocab, limit)
     context = _context(variants[0])
-    alone: dict[int, int] = {}  # with a context: how well the name without the region word matched
-    if context and not any(v[0] <= 1 for v in m.best.values()):
-        # "brain left ventricle" names nothing as typed: the name alone, as a word-level match
-        rest = query_variants(" ".join(t for t in variants[0] if t not in REGION_CONTEXT))
-        if rest:
-            for ci, (kind, dist, ni) in _search(tree, rest, vocab, limit).best.items():
-                if tree.region_name(ci) not in context:  # the region word restricts the name alone
-                    continue
-                cand = (max(kind, 2), dist, ni)
-                if ci not in m.best or cand[:2] < m.best[ci][:2]:
-                    m.best[ci] = cand
-                alone[ci] = kind
+    alone: dict[int, int] = {}  # how well the name without the region word matched
+    rest = query_variants(" ".join(t for t in variants[0] if t not in REGION_CONTEXT)) if context else []
+    if not rest or any(v[0] <= 1 for v in m.best.values()):
+        context = frozenset()  # no region word, or the text as typed is (the start of) a name
+    else:  # "brain left ventricle" names nothing as typed: the name alone, as a word-level match
+        for ci, (kind, dist, ni) in _search(tree, rest, vocab, limit).best.items():
+            if tree.region_name(ci) not in context:  # the region word restricts the name alone
+                continue
+            cand = (max(kind, 2), dist, ni)
+            if ci not in m.best or cand[:2] < m.best[ci][:2]:
+                m.best[ci] = cand
+            alone[ci] = kind
     rank, concepts = tree.rank, tree.concepts
 
     mod_of = tree.modality_names
