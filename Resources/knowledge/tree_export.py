@@ -133,7 +133,8 @@ def _compact_display(display: str, key: str) -> str:
 
 
 def export(b, sources: list[dict]) -> dict:
-    cs = sorted(b.concepts.values(), key=lambda c: (c["region"], normalize(c["name"]), c["key"]))
+    # equal names: the better-ranked concept (model term, Slicer/TotalSegmentator) gets the plain id
+    cs = sorted(b.concepts.values(), key=lambda c: (c["region"], normalize(c["name"]), c["rank"], c["key"]))
     ids, index = {}, {}
     for i, c in enumerate(cs):
         s = _slug(c["name"])
