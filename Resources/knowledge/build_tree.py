@@ -16,7 +16,7 @@ Sources (attributed in the output's ``sources`` field):
 * SAT-DS ``data/terminology_list.json`` (zhaoziheng/SAT-DS), from ``../shared/sat-reference/``
   or ``--sat-terms``;
 * hand-written tables beside this script (synonyms.tsv, lesions.tsv, sat_aliases.tsv,
-  extra_structures.txt).
+  extra_structures.txt, code_synonyms.tsv, lesion_codes.tsv).
 
 Cache folder: ``--cache`` or ``$TEXTSEG_BUILD_CACHE`` (default ``~/.cache/textseg-build``).
 """
@@ -100,10 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     b.load_anatomic_regions(json.loads((term_dir / "AnatomicRegionAndModifier-DICOM-Master.term.json").read_text()))
     b.load_pydicom()
     b.load_totalsegmentator(list(csv.DictReader(io.StringIO(ts_csv))))
+    b.load_code_synonyms(HERE / "code_synonyms.tsv")
     b.add_numbered_structures()
     b.add_extra_structures(HERE / "extra_structures.txt")
     b.load_hand_synonyms(HERE / "synonyms.tsv")
     b.add_lesions(HERE / "lesions.tsv")
+    b.add_coded_findings(HERE / "lesion_codes.tsv")
     b.load_covale(covale)
     b.load_sat(json.loads(args.sat_terms.read_text()), HERE / "sat_aliases.tsv")
     b.load_hand_synonyms(HERE / "synonyms.tsv", final=True)
@@ -118,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
          "license": "Apache-2.0"},
         {"name": "covale atlas_registry/registry.json", "version": cov_wheel.name, "license": "MIT"},
         {"name": "SAT-DS data/terminology_list.json (zhaoziheng/SAT-DS)", "file": args.sat_terms.name},
-        {"name": "TextSeg hand-written tables", "files": ["synonyms.tsv", "lesions.tsv", "sat_aliases.tsv", "extra_structures.txt"]},
+        {"name": "TextSeg hand-written tables", "files": ["synonyms.tsv", "lesions.tsv", "sat_aliases.tsv", "extra_structures.txt",
+                                                    "code_synonyms.tsv", "lesion_codes.tsv"]},
     ])
     raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode("utf-8")
     args.out.write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))

@@ -28,18 +28,24 @@ GROUP_REGION = {7152: "thorax", 7153: "brain", 7154: "abdomen", 7155: "thorax", 
                 7160: "pelvis", 7167: "nerves", 7170: "abdomen", 7159: "lesions", 7166: "tissues"}
 GROUP_CATEGORY = {7157: "Physical object", 7158: "Physical object", 7159: ALTERED[2],
                   7168: ALTERED[2], 7169: ALTERED[2], 7166: "Tissue"}
-# Ordered keyword rules: first region whose words occur in a normalised name wins.
+# Ordered keyword rules: first region whose words occur in a normalised name wins (a_b: the phrase "a b").
 REGION_WORDS = [
+    # organ parts named with a generic brain word (tract, septum, cortex, lobule) come first
+    ("thorax", "outflow inflow interatrial interventricular pulmonary_lobule"),
+    ("abdomen", "renal_cortex renal_medulla adrenal_cortex"),
     ("spine", "vertebra vertebrae vertebral spine spinal sacrum sacral coccyx intervertebral disc"),
     ("brain", "brain cerebral cerebellum cerebellar gyrus sulcus lobule cortex thalamus "
               "hippocampus amygdala putamen caudate pallidus nucleus brainstem pons medulla midbrain "
-              "corpus callosum fornix insula hypothalamus cingulate cistern white matter gray matter "
+              "corpus_callosum fornix insula hypothalamus cingulate cistern white_matter gray_matter "
               "fasciculus peduncle tract lemniscus striatum claustrum habenula colliculus pineal "
-              "septum pellucidum choroid plexus telencephalon diencephalon accumbens"),
+              "septum_pellucidum choroid_plexus telencephalon diencephalon accumbens "
+              "temporal_lobe lateral_ventricle"),
     ("head and neck", "skull eye eyeball orbit lens optic ear cochlea tympanic nasal nose "
                       "sinus oral mouth tongue tooth teeth lip palate pharynx larynx glottis parotid "
-                      "submandibular thyroid mandible maxilla zygoma temporal bone mastoid "
-                      "lacrimal cheek buccal trachea carotid jugular hyoid tonsil pituitary chiasm"),
+                      "submandibular thyroid mandible maxilla zygoma temporal_bone mastoid "
+                      "lacrimal cheek buccal trachea carotid jugular hyoid tonsil pituitary chiasm "
+                      "ethmoid sphenoid vomer palatine frontal_bone parietal_bone occipital_bone "
+                      "temporalis eustachian"),
     ("thorax", "thorax thoracic chest lung pulmonary bronchus bronchi heart cardiac atrium "
                "myocardium pericardium pericardial mediastinum pleura pleural rib costal sternum "
                "esophagus breast thymus coronary mitral tricuspid aortic valve diaphragm"),
@@ -48,14 +54,23 @@ REGION_WORDS = [
                 "colon cecum appendix omentum peritoneum peritoneal retroperitoneal portal mesenteric "
                 "celiac"),
     ("pelvis", "pelvis pelvic bladder prostate rectum rectal uterus cervix ovary vagina testis "
-               "seminal hip iliac gluteus gluteal femoral head acetabulum pubis ischium ilium "
+               "seminal hip iliac gluteus gluteal femoral_head acetabulum pubis pubic ischium ilium "
                "urethra anus sacroiliac"),
     ("upper limb", "arm humerus radius ulna hand wrist finger thumb elbow shoulder scapula clavicle "
-                   "forearm carpal metacarpal deltoid biceps triceps axilla axillary brachial"),
+                   "forearm carpal metacarpal deltoid biceps triceps axilla axillary brachial "
+                   "scaphoid lunate glenoid acromion coracoid olecranon humeral upper_limb"),
     ("lower limb", "leg femur tibia fibula knee ankle foot toe thigh patella calf tarsal metatarsal "
-                   "quadriceps hamstring popliteal meniscus"),
+                   "quadriceps hamstring popliteal meniscus "
+                   "talus navicular calcaneus trochanter achilles "
+                   "femoral_neck femoral_nerve lower_limb"),
     ("vessels", "artery arteries vein veins aorta vena vessel vascular arterial venous"),
 ]
+
+
+#: SNOMED CT semantic tags of codes that are never a segmentable structure or finding
+NOT_ANATOMY = re.compile(r"\((environment|procedure|qualifier value|observable entity|physical object|organism|"
+                         r"substance|situation|attribute|regime/therapy|occupation|person|record artifact|"
+                         r"staging scale|specimen|product)\)$")
 
 
 def local_code(name: str) -> tuple[str, str, str]:
@@ -72,6 +87,19 @@ def clean_meaning(m: str) -> str:
     return re.sub(r"^(Structure of|Bone structure of) ", "", re.sub(r" structure$", "", m)).strip()
 
 
+def meaning_keys(text: str) -> list[str]:
+    """Normalised keys a code meaning (or a name) is matched under: as written, without
+    "structure of"/"entire"/"the", and "X of Y" read as "Y X" ("Head of femur" = "femur head")."""
+    key = normalize(clean_meaning(text))
+    key = re.sub(r"^(entire|the) ", "", key)
+    key = " ".join(w for w in key.split() if w != "the")
+    out = [key] if key else []
+    m = re.fullmatch(r"(.+?) of ([^()]+)", key)
+    if m and " of " not in m.group(2):
+        out.append(f"{m.group(2)} {m.group(1)}")
+    return out
+
+
 def plural(word: str) -> str | None:
     if len(word) < 4 or not word.isalpha() or word.endswith(("s", "x", "us", "um")):
         return None
@@ -85,6 +113,8 @@ class TreeBuilder:
         self.concepts: dict[tuple, dict] = {}
         self.by_name: dict[str, list[tuple]] = {}
         self.meaning_code: dict[str, tuple[str, str, str]] = {}
+        self.code_synonyms: dict[str, str] = {}
+        self.code_origin: dict[tuple[str, str], str] = {}  # (scheme, value) -> source tag
         self.categories: dict[str, tuple[str, str, str]] = {}
         self.warnings: list[str] = []
 
@@ -98,8 +128,8 @@ class TreeBuilder:
         c = self.concepts.get(k)
         if c is None:
             if name is None:
-                base = reg[2] + " " + type_[2].lower() if reg else type_[2]
                 side = (regmod or mod)
+                base = reg[2] + " " + type_[2].lower() if reg else self._side_base_name(type_) if side else type_[2]
                 name = f"{side[2]} {base[0].lower() + base[1:]}" if side else base
             c = {"key": k, "type": tuple(type_), "mod": tuple(mod) if mod else None,
                  "reg": tuple(reg) if reg else None, "regmod": tuple(regmod) if regmod else None,
@@ -121,6 +151,18 @@ class TreeBuilder:
             c["color"] = [int(v) for v in color]
         return c
 
+    def _side_base_name(self, type_) -> str:
+        """Structure name a lateral node is named from: the code meaning, except that a Title
+        Case or "Entire ..." meaning gives way to the base concept's plain name."""
+        m = re.sub(r"^Entire ", "", type_[2])
+        words = [w for w in m.split() if w.isalpha() and w not in ("of", "and", "the")]
+        if m == type_[2] and not (len(words) > 1 and all(w[0].isupper() for w in words)):
+            return m
+        plain = self.concepts.get(self.key(type_))
+        if plain is not None and plain["name"][1:] == plain["name"][1:].lower():
+            return plain["name"]
+        return m[:1] + m[1:].lower()
+
     def add_name(self, c: dict, name: str, kind: int) -> None:
         name = name.strip()
         if not name or len(name) > 120:
@@ -140,10 +182,43 @@ class TreeBuilder:
         return None
 
     def code_for(self, meaning: str):
+        """The public code of a structure name: a concept's code, else a code meaning of the
+        offline code lists matched by :func:`meaning_keys`, else a reviewed synonym
+        (``code_synonyms.tsv``); ``None`` when no offline list defines it."""
         c = self.find(meaning)
         if c is not None:
             return c["type"]
-        return self.meaning_code.get(normalize(meaning))
+        keys = meaning_keys(meaning)
+        for k in keys:
+            c = self.find(k)
+            if c is not None:
+                return c["type"]
+        for k in keys:
+            if k in self.meaning_code:
+                return self.meaning_code[k]
+        target = self.code_synonyms.get(normalize(meaning))
+        return self.code_for(target) if target else None
+
+    def index_code(self, meaning: str, code: tuple[str, str, str], origin: str) -> None:
+        """Make ``code`` findable by its meaning (first source wins, except over a meaning
+        that still carries a parenthesised qualifier); ``origin`` tags the list it came from."""
+        self.code_origin.setdefault(code[:2], origin)
+        for k in meaning_keys(meaning):
+            cur = self.meaning_code.get(k)
+            if cur is None or ("(" in cur[2] and "(" not in code[2] and cur[0] == code[0]):
+                self.meaning_code[k] = code
+
+    def load_code_synonyms(self, path: Path) -> None:
+        """Reviewed name -> code-meaning pairs; each row is checked against the offline code
+        lists (the meaning must give the code written in the row)."""
+        for line in path.read_text().splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            name, meaning, code, *_note = line.split("\t")
+            got = self.code_for(meaning)
+            if got is None or "^".join(got[:2]) != code:
+                raise SystemExit(f"code_synonyms.tsv: {meaning!r} gives {got}, not {code} (row {name!r})")
+            self.code_synonyms[normalize(name)] = meaning
 
     # ---- sources --------------------------------------------------------------------------
     def load_slicer(self, doc: dict, which: str) -> None:
@@ -170,19 +245,23 @@ class TreeBuilder:
     def load_anatomic_regions(self, doc: dict) -> None:
         for r in doc["AnatomicCodes"]["AnatomicRegion"]:
             if r["CodingSchemeDesignator"] == "SCT":
-                self.meaning_code.setdefault(normalize(r["CodeMeaning"]),
-                                             ("SCT", r["CodeValue"], r["CodeMeaning"]))
+                self.index_code(r["CodeMeaning"], ("SCT", r["CodeValue"], r["CodeMeaning"]), "slicer-regions")
 
     def load_pydicom(self) -> None:
         from pydicom.sr._cid_dict import cid_concepts
         from pydicom.sr._concepts_dict import concepts
 
-        for scheme in ("SCT",):
+        not_anatomy = set()  # codes one of whose meanings is a ward, procedure, device, ...
+        for scheme in ("SCT", "FMA", "NEU"):
             for entries in concepts[scheme].values():
                 for value, (meaning, _cids) in entries.items():
-                    key = normalize(clean_meaning(meaning))
-                    if key not in self.meaning_code or "(" in self.meaning_code[key][2]:
-                        self.meaning_code[key] = (scheme, value, clean_meaning(meaning))
+                    if NOT_ANATOMY.search(meaning):
+                        not_anatomy.add((scheme, value))
+        for scheme in ("SCT", "FMA", "NEU"):  # SNOMED CT first; FMA and NeuroNames fill gaps
+            for entries in concepts[scheme].values():
+                for value, (meaning, _cids) in entries.items():
+                    if (scheme, value) not in not_anatomy:
+                        self.index_code(meaning, (scheme, value, clean_meaning(meaning)), "dicom-code")
         groups = [7151, 7192, 4, 4031] + list(range(7152, 7171))
         for cid in groups:
             if cid in (7157, 7158, 7161, 7162, 7165):  # devices, artefacts, algorithms: not prompts
@@ -224,6 +303,9 @@ class TreeBuilder:
             if base is not None:
                 ctx, cat = base["ctx"], base["cat"]
             c = self.get(tc, mod, reg, regmod, cat=cat, ctx=ctx, source="totalsegmentator", color=color)
+            for x in (tc, reg):
+                if x:
+                    self.index_code(x[2], x, "totalsegmentator")
             cls = row["Structure"]
             c["ts"].add(cls)
             self.add_name(c, cls.replace("_", " "), 1)
@@ -362,6 +444,21 @@ class TreeBuilder:
                         for s in (f"{pre}{oname} {w}", f"{w} of {pre}{oname}", *(f"{pre}{a} {w}" for a in adjs)):
                             self.add_name(c, s, 1)
 
+    def add_coded_findings(self, path: Path) -> None:
+        """Named findings of one structure ("myocardial scar"): the finding's code as the type
+        and the structure's code as the anatomic region, both checked against the code lists."""
+        cat = self.categories.get(ALTERED[2], ALTERED)
+        for line in path.read_text().splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            name, meaning, code, structure, _note = line.split("\t")
+            lc, organ = self.code_for(meaning), self.find(structure)
+            if lc is None or "^".join(lc[:2]) != code or organ is None:
+                raise SystemExit(f"lesion_codes.tsv: {meaning!r} gives {lc}, structure {structure!r} "
+                                 f"{'found' if organ else 'not found'} (row {name!r})")
+            c = self.get(lc, None, organ["type"], None, cat=cat, name=name, source="dicom-code")
+            c["parent"] = organ["key"]
+
     def load_covale(self, reg: dict) -> None:
         brain = self.find("Brain")
         groups: dict[str, list[dict]] = {}
@@ -370,7 +467,9 @@ class TreeBuilder:
         for canon, rs in sorted(groups.items()):
             c = self.find(canon)
             if c is None:
-                c = self.get(local_code(canon.capitalize()), name=canon.capitalize(), source="covale")
+                code = self.code_for(canon)
+                c = self.get(code or local_code(canon.capitalize()), name=canon.capitalize(),
+                             source="covale")
                 c["modalities"].add("mri")
             c["sources"].add("covale")
             c["region"] = c["region"] or ("vessels" if rs[0]["structure_type"] == "vascular" else "brain")

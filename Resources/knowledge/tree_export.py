@@ -23,7 +23,7 @@ MAX_TOP = 48
 def _region_by_words(name: str) -> str | None:
     text = f" {normalize(name)} "
     for region, words in REGION_WORDS:
-        for w in words.split():
+        for w in (p.replace("_", " ") for p in words.split()):
             if f" {w} " in text or (len(w) > 5 and f" {w}" in text):
                 return region
     return None
@@ -76,7 +76,10 @@ def finish(b) -> None:
                 break
             seen.add(k)
             k = cs[k]["parent"] if k in cs else None
+    coded_by = {"slicer-ga", "slicer-dm", "totalsegmentator", "dicom-cid", "dicom-code", "slicer-regions"}
     for c in cs.values():
+        if c["type"][0] != LOCAL and not c["sources"] & coded_by:  # coded by a meaning lookup
+            c["sources"].add(b.code_origin.get(c["type"][:2], "dicom-code"))
         if not c["modalities"]:
             c["modalities"] = {"ct", "mri", "pet"}
         if not c["color"]:
@@ -130,7 +133,8 @@ def _compact_display(display: str, key: str) -> str:
 
 
 def export(b, sources: list[dict]) -> dict:
-    cs = sorted(b.concepts.values(), key=lambda c: (c["region"], normalize(c["name"]), c["key"]))
+    # equal names: the better-ranked concept (model term, Slicer/TotalSegmentator) gets the plain id
+    cs = sorted(b.concepts.values(), key=lambda c: (c["region"], normalize(c["name"]), c["rank"], c["key"]))
     ids, index = {}, {}
     for i, c in enumerate(cs):
         s = _slug(c["name"])

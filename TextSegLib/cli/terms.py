@@ -98,6 +98,7 @@ def check_known_modality(label: str, by_mod: dict, modality: str) -> None:
 
 
 def _concept_json(c) -> dict:
-    return {"id": c.id, "name": c.name, "path": list(c.path), "code": c.code, "terminology": c.terminology,
+    return {"id": c.id, "name": c.name, "path": list(c.path), "code": c.code,
+            "local_code": c.is_local_code, "code_source": c.code_source, "terminology": c.terminology,
             "color": list(c.color), "region": c.region, "modalities": list(c.modalities),
             "vocabularies": {k: list(v) for k, v in c.vocabularies.items()}}

@@ -4,6 +4,13 @@ Match quality, best first: exact name > prefix of the name > every query word is
 a word in the name (any order) > substring inside a word > typo-tolerant (1-2 edits,
 transpositions). At equal quality, concepts the model knows come first. Tokens are expanded
 before matching ("lt" -> "left", "ant" -> "anterior") so "lt kidn" finds "Left kidney".
+
+Ambiguous names (the heart's and the brain's "left ventricle") rank by the common meaning:
+the concept the model knows first, then, among exact matches, the concept whose preferred name
+it is before those that have it only as a synonym (the brain's is an atlas synonym). A region word
+typed with a name that the whole text does not match exactly or as a prefix ("brain left
+ventricle", "liver caudate") is a context: the name is also searched without the region word
+among that region's concepts, and concepts of that region come first among equally good matches.
 """
 from __future__ import annotations
 
@@ -29,6 +36,16 @@ PARAPHRASE = {"hepatic": "liver", "renal": "kidney", "pulmonary": "lung", "pancr
               "vesical": "bladder", "colonic": "colon", "rectal": "rectum", "adrenal": "adrenal gland",
               "prostatic": "prostate", "thyroidal": "thyroid", "osseous": "bone", "parenchyma": "",
               "tissue": "", "the": "", "of": ""}
+#: words that name a body region when typed beside a structure name -> regions they select
+REGION_CONTEXT = {
+    "brain": ("brain", "head and neck"), "cerebral": ("brain", "head and neck"),
+    "cerebrum": ("brain",), "intracranial": ("brain", "head and neck"), "cranial": ("brain", "head and neck"),
+    "neuro": ("brain",), "heart": ("thorax",), "cardiac": ("thorax",), "cardio": ("thorax",),
+    "myocardial": ("thorax",), "chest": ("thorax",), "thoracic": ("thorax",), "lung": ("thorax",),
+    "pulmonary": ("thorax",), "abdominal": ("abdomen",), "liver": ("abdomen",), "hepatic": ("abdomen",),
+    "pancreas": ("abdomen",), "pancreatic": ("abdomen",), "kidney": ("abdomen",), "renal": ("abdomen",),
+    "pelvic": ("pelvis",), "spinal": ("spine",),
+}
 PREFIX_SCAN = 200
 VOCAB_SCAN = 64
 TOKEN_SCAN = 300
@@ -240,6 +257,50 @@ def suggest(tree: KnowledgeTree, query: str, limit: int = 10, modality: str = ""
     if not variants:
         return []
     vocab = vocabulary if vocabulary is not None else tree.vocabulary(None, modality)
+    m = _search(tree, variants, vocab, limit)
+    context = _context(variants[0])
+    alone: dict[int, int] = {}  # how well the name without the region word matched
+    rest = query_variants(" ".join(t for t in variants[0] if t not in REGION_CONTEXT)) if context else []
+    if not rest or any(v[0] <= 1 for v in m.best.values()):
+        context = frozenset()  # no region word, or the text as typed is (the start of) a name
+    else:  # "brain left ventricle" names nothing as typed: the name alone, as a word-level match
+        for ci, (kind, dist, ni) in _search(tree, rest, vocab, limit).best.items():
+            if tree.region_name(ci) not in context:  # the region word restricts the name alone
+                continue
+            cand = (max(kind, 2), dist, ni)
+            if ci not in m.best or cand[:2] < m.best[ci][:2]:
+                m.best[ci] = cand
+            alone[ci] = kind
+    rank, concepts = tree.rank, tree.concepts
+
+    mod_of = tree.modality_names
+    region_of = tree.region_name
+
+    def order(item):
+        ci, (kind, dist, ni) = item
+        off = 1 if modality and modality not in mod_of(ci) else 0
+        nk = tree.name_kind[ni]
+        miss = 1 if context and region_of(ci) not in context else 0
+        return (kind, dist, miss, alone.get(ci, 9) if context else 0, ci not in vocab, nk > 0 and kind == 0, off,
+                nk >= 2, len(tree.keys[ni]), nk > 0, rank[ci], ci)
+
+    out = []
+    for ci, (kind, dist, ni) in sorted(m.best.items(), key=order)[:limit]:
+        inv = ci in vocab
+        score = round(1.0 - 0.2 * kind - 0.05 * dist + (0.05 if inv else 0.0), 3)
+        out.append(Suggestion(concepts[ci], tree.display(ni), score, KINDS[kind], inv))
+    return out
+
+
+def _context(tokens: list[str]) -> frozenset[str]:
+    """Regions named by region words typed beside other words (none for "brain" alone)."""
+    found = [REGION_CONTEXT[t] for t in tokens if t in REGION_CONTEXT]
+    if not found or len(found) == len(tokens):
+        return frozenset()
+    return frozenset(r for regions in found for r in regions)
+
+
+def _search(tree: KnowledgeTree, variants: list[list[str]], vocab: Vocabulary, limit: int) -> _Matcher:
     m = _Matcher(tree, vocab, limit)
     for qt in variants:
         m.prefix(" ".join(qt))
@@ -252,19 +313,4 @@ def suggest(tree: KnowledgeTree, query: str, limit: int = 10, modality: str = ""
     if len(m.best) < limit and not (good and len(m.best) >= 3):  # typo search only fills a thin list
         for qt in variants:
             m.tokens(qt, fuzzy=True, substring=False)
-    rank, concepts = tree.rank, tree.concepts
-
-    mod_of = tree.modality_names
-
-    def order(item):
-        ci, (kind, dist, ni) = item
-        off = 1 if modality and modality not in mod_of(ci) else 0
-        nk = tree.name_kind[ni]
-        return (kind, dist, ci not in vocab, off, nk >= 2, len(tree.keys[ni]), rank[ci], ci)
-
-    out = []
-    for ci, (kind, dist, ni) in sorted(m.best.items(), key=order)[:limit]:
-        inv = ci in vocab
-        score = round(1.0 - 0.2 * kind - 0.05 * dist + (0.05 if inv else 0.0), 3)
-        out.append(Suggestion(concepts[ci], tree.display(ni), score, KINDS[kind], inv))
-    return out
+    return m

@@ -18,6 +18,11 @@ from ..errors import TerminologyError
 from .text import normalize
 
 MODALITY_PREFIXES = ("ct_", "mri_", "pet_", "mr_", "pt_")
+#: tree source tags that define a concept's code -> the code list, most specific first
+CODE_SOURCES = (("totalsegmentator", "TotalSegmentator SNOMED mapping"),
+                ("slicer-ga", "3D Slicer terminology"), ("slicer-dm", "3D Slicer terminology"),
+                ("slicer-regions", "3D Slicer terminology"), ("dicom-cid", "DICOM PS3.16 (pydicom)"),
+                ("dicom-code", "DICOM PS3.16 (pydicom)"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +63,13 @@ class Concept:
     def is_local_code(self) -> bool:
         """True when no public code list defines the structure (private ``99TEXTSEG`` code)."""
         return "99TEXTSEG^" in self.terminology
+
+    @property
+    def code_source(self) -> str:
+        """The code list that defines the type code, or "private" for a ``99TEXTSEG`` code."""
+        if self.is_local_code:
+            return "private"
+        return next((label for tag, label in CODE_SOURCES if tag in self.sources), "DICOM PS3.16 (pydicom)")
 
     def __repr__(self) -> str:
         return f"Concept({self.id!r}, {self.name!r})"
@@ -101,6 +113,10 @@ class KnowledgeTree:
     def modality_names(self, i: int) -> str:
         """Comma-separated modalities of concept ``i`` (no object creation)."""
         return self._col["modality_table"][self._col["modalities"][i]]
+
+    def region_name(self, i: int) -> str:
+        """Body region of concept ``i`` (no object creation)."""
+        return self._col["region_table"][self._col["region"][i]]
 
     def parent_index(self, i: int) -> int:
         return self._col["parent"][i]
