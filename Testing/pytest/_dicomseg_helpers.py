@@ -90,8 +90,10 @@ def _codes(item, keyword: str) -> tuple[str, str, str] | None:
 def independent_read(path) -> dict:
     """Segments of a SEG file: codes, colour, algorithm, and the RAS mm of every set pixel."""
     ds = pydicom.dcmread(path)
-    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4", "not a Segmentation Storage object"
     seg_type = str(ds.SegmentationType)
+    # Segmentation Storage; Label Map Segmentation Storage (Sup 243) for LABELMAP
+    want = "1.2.840.10008.5.1.4.1.1.66.7" if seg_type == "LABELMAP" else "1.2.840.10008.5.1.4.1.1.66.4"
+    assert ds.SOPClassUID == want, f"SOP class {ds.SOPClassUID} for a {seg_type} segmentation"
     shared = ds.SharedFunctionalGroupsSequence[0]
     measures = shared.PixelMeasuresSequence[0]
     row_mm, col_mm = (float(v) for v in measures.PixelSpacing)
@@ -135,7 +137,8 @@ def independent_read(path) -> dict:
             segments[number]["ras"].append(ras)
         else:
             for number in np.unique(values):
-                segments[int(number)]["ras"].append(ras[values == number])
+                if int(number) in segments and int(number) > 0:  # 0 = background
+                    segments[int(number)]["ras"].append(ras[values == number])
     for s in segments.values():
         s["ras"] = np.concatenate(s["ras"]) if s["ras"] else np.zeros((0, 3))
     return {"type": seg_type, "segments": segments, "dataset": ds}
