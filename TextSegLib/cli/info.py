@@ -54,8 +54,8 @@ def describe(volume: Volume) -> dict:
     return info
 
 
-def describe_segmentation(seg, name: str) -> dict:
-    """A JSON-ready summary of a ``.seg.nrrd`` (grid and segments)."""
+def describe_segmentation(seg, name: str, fmt: str = "Slicer segmentation") -> dict:
+    """A JSON-ready summary of a ``.seg.nrrd`` or DICOM SEG (grid and segments)."""
     m = seg.ijk_to_ras
     spacing = np.linalg.norm(m[:3, :3], axis=0)
     direction = m[:3, :3] / spacing
@@ -66,7 +66,7 @@ def describe_segmentation(seg, name: str) -> dict:
                          "type": "^".join(t.type) if t else "",
                          "type_modifier": "^".join(t.type_modifier) if t and t.type_modifier else "",
                          "concept_id": s.concept_id or ""})
-    return {"name": name, "format": "Slicer segmentation", "shape": list(seg.shape),
+    return {"name": name, "format": fmt, "shape": list(seg.shape),
             "spacing_mm": [round(float(v), 6) for v in spacing],
             "origin_ras_mm": [round(float(v), 4) for v in m[:3, 3]],
             "orientation": orientation_code(direction), "overlapping_pairs": len(seg.overlaps()),
@@ -80,9 +80,12 @@ def _seg_text(info: dict) -> str:
              f"  origin       ({', '.join(f'{v:g}' for v in info['origin_ras_mm'])}) mm RAS",
              f"  orientation  {info['orientation']}",
              f"  segments     {len(info['segments'])} ({info['overlapping_pairs']} overlapping pair(s))"]
+    if info.get("model"):
+        lines.insert(-1, f"  model        {info['model']}")
     for s in info["segments"]:
         modifier = f" ({s['type_modifier'].split('^')[-1]})" if s["type_modifier"] else ""
-        lines.append(f"    {s['name']:<32s} {s['voxels']:>10,d} voxels  {s['type']}{modifier}")
+        how = f"  [{s['algorithm_type']}]" if s.get("algorithm_type") else ""
+        lines.append(f"    {s['name']:<32s} {s['voxels']:>10,d} voxels  {s['type'] or '(no code)'}{modifier}{how}")
     return "\n".join(lines)
 
 
@@ -114,7 +117,7 @@ def _text(info: dict) -> str:
               help="Override the modality guess.")
 def command(path: str, as_json: bool, series_uid: str | None, modality: str | None) -> None:
     """Show geometry, modality guess and intensity range of a scan (file or DICOM folder),
-    or the grid and segments of a Slicer .seg.nrrd."""
+    or the grid and segments of a Slicer .seg.nrrd or a DICOM SEG file."""
     from ..io.volumes import read_volume
 
     if path.lower().endswith(".seg.nrrd"):
@@ -123,6 +126,21 @@ def command(path: str, as_json: bool, series_uid: str | None, modality: str | No
         from ..io.segfiles import read_seg_nrrd
 
         info = describe_segmentation(read_seg_nrrd(path), Path(path).name)
+        click.echo(json.dumps(info, indent=2) if as_json else _seg_text(info))
+        return
+    from ..io.dicomseg_read import is_dicom_seg
+
+    if is_dicom_seg(path):
+        from pathlib import Path
+
+        from ..io.dicomseg_read import read_dicom_seg
+
+        seg = read_dicom_seg(path)
+        info = describe_segmentation(seg, Path(path).name, f"DICOM SEG {seg.meta['segmentation_type']}")
+        info["model"] = seg.meta.get("model", "")
+        for d, segment in zip(info["segments"], seg):
+            d["algorithm_type"] = segment.meta.get("algorithm_type", "")
+            d["prompt"] = segment.meta.get("prompt", "")
         click.echo(json.dumps(info, indent=2) if as_json else _seg_text(info))
         return
     volume = read_volume(path, modality=modality, series_uid=series_uid)

@@ -8,6 +8,7 @@ from typing import Sequence
 import click
 
 from ..errors import GeometryError
+from . import dicom_outputs
 
 
 def _parse_roi(text: str | None) -> tuple[list[float], list[float]] | None:
@@ -57,9 +58,9 @@ def describe_prompts(prompts: Sequence[str], modality: str, vocabulary: list[str
 
 
 @click.command("segment")
-@click.argument("image", type=click.Path(exists=True))
+@click.argument("image", type=click.Path(exists=True), required=False)
 @click.option("-p", "--prompt", "prompts", multiple=True, required=True, help="Structure to segment (repeatable).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .seg.nrrd (or .nii.gz).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .seg.nrrd (or .nii.gz, or .dcm for DICOM SEG).")
 @click.option("--model", "model_name", help="Catalog or registered model (default: see `textseg models list`).")
 @click.option("--model-path", type=click.Path(exists=True, file_okay=False), help="A model folder to use directly.")
 @click.option("--device", default="auto", show_default=True, help="auto, cuda, cuda:N, mps or cpu.")
@@ -71,17 +72,20 @@ def describe_prompts(prompts: Sequence[str], modality: str, vocabulary: list[str
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--server", help="Run on a `textseg serve` server at this URL instead of locally.")
 @click.option("--api-key", envvar="TEXTSEG_API_KEY", help="API key for --server (or set TEXTSEG_API_KEY).")
+@dicom_outputs.dicomweb_options
 def command(image: str, prompts: tuple[str, ...], output: str, model_name: str | None, model_path: str | None,
             device: str, precision: str, modality: str | None, roi: str | None, nifti: bool,
-            overwrite: bool, quiet: bool, server: str | None = None, api_key: str | None = None) -> None:
+            overwrite: bool, quiet: bool, server: str | None = None, api_key: str | None = None,
+            **dicomweb) -> None:
     """Segment the structures named by the prompts in IMAGE (file or DICOM folder)."""
     from ..io import check_output_path, read_volume, write_nifti_labels, write_seg_nrrd
     from ..models.catalog import load_engine
     from ..segmentation import Segment, Segmentation
 
+    image = dicom_outputs.resolve_input(image, dicomweb)
     out = Path(output)
     is_nifti_out = out.name.lower().endswith((".nii", ".nii.gz"))
-    check_output_path(out, overwrite, formats={".seg.nrrd": "", ".nrrd": "", ".nii.gz": "", ".nii": ""})
+    check_output_path(out, overwrite, formats={".seg.nrrd": "", ".nrrd": "", ".nii.gz": "", ".nii": "", ".dcm": ""})
     nifti_path = None
     if nifti and not is_nifti_out:
         nifti_path = out.with_name(out.name[: -len(".seg.nrrd")] if out.name.lower().endswith(".seg.nrrd")
@@ -91,6 +95,7 @@ def command(image: str, prompts: tuple[str, ...], output: str, model_name: str |
     roi_box = _parse_roi(roi)
 
     volume = read_volume(image, modality=modality)
+    dicom_outputs.precheck(volume, out, dicomweb)
     if not modality and volume.meta.get("modality_reason"):
         click.echo(f"Modality: {volume.modality} ({volume.meta['modality_reason']}); override with --modality.",
                    err=True)
@@ -132,7 +137,11 @@ def command(image: str, prompts: tuple[str, ...], output: str, model_name: str |
         key = d["prompt"]
         seg.add(Segment(d["name"], result.masks[key], terminology=d["terminology"], color=d["color"],
                         concept_id=d["concept_id"]), on_conflict="rename")
-    written = write_nifti_labels(seg, out, overwrite) if is_nifti_out else [write_seg_nrrd(seg, out, overwrite)]
+    if dicom_outputs.is_dicom_output(out):
+        written = []
+    else:
+        written = write_nifti_labels(seg, out, overwrite) if is_nifti_out else [write_seg_nrrd(seg, out, overwrite)]
+    written += dicom_outputs.finish(seg, volume, out, overwrite, engine, described, dicomweb, model_name, model_path)
     if nifti_path is not None:
         written += write_nifti_labels(seg, nifti_path, overwrite)
     t = result.timings

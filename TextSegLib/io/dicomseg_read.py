@@ -36,6 +36,19 @@ def is_dicom_file(path: str | os.PathLike) -> bool:
         return False
 
 
+def is_dicom_seg(path: str | os.PathLike) -> bool:
+    """True for a DICOM file whose SOP class is a segmentation (reads the header only)."""
+    if not Path(path).is_file() or not is_dicom_file(path):
+        return False
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except Exception:
+        return False
+    return str(ds.get("SOPClassUID", "")) in SEG_SOP_CLASSES
+
+
 def _code(item, keyword: str):
     seq = item.get(keyword) if item is not None else None
     if not seq:
