@@ -294,6 +294,24 @@ def test_existing_output_is_not_overwritten(tmp_path, volumes):
     assert (tmp_path / "x.dcm").read_bytes() == b"mine"
 
 
+def test_info_shows_a_seg(tmp_path, series, volumes, capsys):
+    import json
+
+    from TextSegLib.cli.main import main
+
+    seg = synthetic(volumes["axial"], series["axial"])
+    path = write_dicom_seg(seg, volumes["axial"], tmp_path / "s.dcm", segmentation_type="LABELMAP").path
+    capsys.readouterr()
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "DICOM SEG LABELMAP" in out and "model        textseg-mini" in out
+    assert "SCT^64033007^Kidney (Left)  [AUTOMATIC]" in out and "[SEMIAUTOMATIC]" in out and "(no code)" in out
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in info["segments"]] == list(LANDMARKS)
+    assert [s["voxels"] for s in info["segments"]] == [s.voxel_count for s in seg]
+
+
 @pytest.mark.slow
 def test_bundled_model_result_roundtrip(tmp_path, series):
     """The fixture series segmented by textseg-mini: liver on the patient's right of the spleen in the SEG."""
