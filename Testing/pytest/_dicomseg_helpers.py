@@ -133,7 +133,8 @@ def independent_read(path) -> dict:
         lps = ipp + c[:, None] * col_mm * iop[:3] + r[:, None] * row_mm * iop[3:]
         ras = lps * np.array([-1.0, -1.0, 1.0])
         if seg_type == "BINARY":
-            number = int(fg.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+            ident = fg.get("SegmentIdentificationSequence") or shared.SegmentIdentificationSequence  # either place
+            number = int(ident[0].ReferencedSegmentNumber)
             segments[number]["ras"].append(ras)
         else:
             for number in np.unique(values):

@@ -261,6 +261,9 @@ def test_empty_segments_left_out_and_reported(tmp_path, volumes):
     seg = Segmentation(volume, [Segment("Liver", a), Segment("Spleen", np.zeros(volume.shape, bool))])
     report = write_dicom_seg(seg, volume, tmp_path / "s.dcm")
     assert report.segments == ["Liver"] and report.empty_segments == ["Spleen"] and report.frames == 1
+    back = read_segmentation(report.path, reference=volume)  # one segment: its identification is shared
+    assert back.names == ["Liver"] and np.array_equal(back["Liver"].mask, a)
+    assert independent_read(report.path)["segments"][1]["ras"].shape == (100, 3)
     with pytest.raises(DicomSegError, match="every segment is empty"):
         write_dicom_seg(Segmentation(volume, [Segment("Spleen", np.zeros(volume.shape, bool))]), volume,
                         tmp_path / "e.dcm")

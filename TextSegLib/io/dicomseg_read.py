@@ -151,6 +151,7 @@ def read_dicom_seg(path: str | os.PathLike, reference=None) -> Segmentation:
         between = measures[0].get("SpacingBetweenSlices") if measures else None
         shape, matrix = grid_of_planes(planes, float(between) if between else None)
         geometry = Geometry(shape, matrix)
+    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
     items = {int(it.SegmentNumber): it for it in ds.SegmentSequence if int(it.SegmentNumber) > 0}
     masks = {n: np.zeros(geometry.shape, dtype=bool) for n in items}
     threshold = 0.5 * float(ds.get("MaximumFractionalValue", 1) or 1) if seg_type == "FRACTIONAL" else 0
@@ -164,7 +165,10 @@ def read_dicom_seg(path: str | os.PathLike, reference=None) -> Segmentation:
                     where.put(masks[int(n)], m | (frame == n))
             continue
         fg = ds.PerFrameFunctionalGroupsSequence[f]
-        n = int(fg.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        ident = fg.get("SegmentIdentificationSequence") or (shared.get("SegmentIdentificationSequence") if shared else None)
+        if not ident:
+            raise DicomSegError(f"{p.name} frame {f + 1}: has no Segment Identification.", "The file is not a valid SEG.")
+        n = int(ident[0].ReferencedSegmentNumber)
         if n not in masks:
             raise DicomSegError(f"{p.name} frame {f + 1}: refers to segment {n}, which the Segment Sequence lacks.")
         where.put(masks[n], where.take(masks[n]) | (frame > threshold))
