@@ -53,3 +53,47 @@ def test_export_node_as_dicom_seg(tmp_path):
     assert back["My drawing"].meta["algorithm_type"] == "MANUAL"
     assert back["My drawing"].terminology.split("~")[2] == "SCT^85756007^Tissue"  # Slicer's default for new segments
     assert np.allclose(back["Left kidney"].color, (0.7, 0.4, 0.3), atol=2 / 255)
+
+
+def test_export_button_writes_dicom_seg_for_a_dcm_name(tmp_path, monkeypatch):
+    """The panel's Export with a .dcm name goes through the controller to a DICOM SEG."""
+    import os
+
+    os.environ.setdefault("QT_API", "pyside6")
+    QtWidgets = pytest.importorskip("Qt.QtWidgets", reason="Qt.py + PySide6 not installed")
+    from TextSegLogicLib.completion import vocabulary_suggester
+    from TextSegLogicLib.settings import TextSegSettings
+    from TextSegPanelLib import qt_compat as qc
+    from TextSegPanelLib.controller import TextSegController
+    from TextSegPanelLib.panel import TextSegPanel
+
+    QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    env = make_scene()
+    folder = build_series(tmp_path / "series", "axial")
+    volume = read_volume(folder)
+    node = env.load_volume(write_volume(volume, tmp_path / "ct.nrrd"))
+    by_uid = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID: str(f) for f in folder.iterdir()}
+    node.SetAttribute("DICOM.instanceUIDs", " ".join(by_uid))
+
+    class Database:  # stands in for the Slicer application's DICOM database (absent in slicer-core)
+        def fileForInstance(self, uid):  # noqa: N802 (Slicer's name)
+            return by_uid.get(uid, "")
+
+    monkeypatch.setattr(slicer, "dicomDatabase", Database(), raising=False)
+    logic = TextSegLogic(**env.logics(), engine=LungThresholdEngine())
+    seg_node = logic.output_segmentation(node)
+    mask = np.zeros(volume.shape, bool)
+    mask[300:340, 200:240, 4:8] = True
+    mrml_io.put_segment(seg_node, None, "Spleen", mask, volume.ijk_to_ras)
+    panel = TextSegPanel(suggest=vocabulary_suggester(["spleen"]))
+    ctrl = TextSegController(panel, logic, lambda: node, lambda: seg_node, settings=TextSegSettings({}))
+    out = tmp_path / "spleen.dcm"
+    ctrl.export(str(out))
+    assert qc.text(panel.status_label) == f"Saved DICOM SEG {out} (1 segment(s))"
+    assert np.array_equal(read_segmentation(out, reference=volume)["Spleen"].mask, mask)
+    ctrl.export(str(out))
+    assert "already exists" in qc.text(panel.status_label)
+    node.SetAttribute("DICOM.instanceUIDs", "")
+    ctrl.export(str(tmp_path / "other.dcm"))
+    assert "was not loaded from DICOM" in qc.text(panel.status_label)
+    panel.deleteLater()
