@@ -331,3 +331,17 @@ def test_bundled_model_result_roundtrip(tmp_path, series):
         assert np.array_equal(back[s.name].mask, s.mask)
     got = {x["label"]: x["ras"] for x in independent_read(path)["segments"].values()}
     assert got["Liver"][:, 0].mean() > got["Spleen"][:, 0].mean() + 50  # RAS +x = patient's right
+
+
+def test_source_must_cover_the_grid(tmp_path, volumes):
+    volume = volumes["axial"]
+    m = np.zeros(volume.shape, bool)
+    m[5, 5, 5] = True
+    with pytest.raises(DicomSegError, match="do not cover the segmentation grid"):
+        write_dicom_seg(Segmentation(volume, [Segment("Liver", m)]), volume.meta["dicom_files"][:-1], tmp_path / "x.dcm")
+    from TextSegLib.errors import GeometryError
+
+    shifted = Segmentation(type("G", (), {"shape": volume.shape, "ijk_to_ras": volume.ijk_to_ras @ np.diag([1, 1, 1.5, 1])})(),
+                           [Segment("Liver", m)])
+    with pytest.raises(GeometryError, match="between voxel centres|outside"):
+        write_dicom_seg(shifted, volume, tmp_path / "y.dcm")

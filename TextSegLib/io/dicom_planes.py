@@ -48,6 +48,8 @@ class PlaneIndex:
     """Voxel index arrays of one plane on a grid: ``volume[index]`` is the ``(rows, columns)`` frame."""
 
     index: tuple[np.ndarray, np.ndarray, np.ndarray]
+    axis: int = 2  # the grid axis the plane's normal runs along
+    slice: int = 0  # the plane's index on that axis
 
     def take(self, volume: np.ndarray) -> np.ndarray:
         return volume[self.index]
@@ -95,7 +97,7 @@ def plane_on_grid(plane: Plane, shape: Sequence[int], ijk_to_ras: np.ndarray, wh
     index[ax_r] = rows[:, None]
     index[ax_c] = cols[None, :]
     index[ax_k] = np.full((1, 1), o[ax_k])
-    return PlaneIndex(tuple(index))  # type: ignore[arg-type]
+    return PlaneIndex(tuple(index), ax_k, int(o[ax_k]))  # type: ignore[arg-type]
 
 
 def grid_of_planes(planes: Sequence[Plane], spacing_between: float | None = None) -> tuple[tuple[int, int, int], np.ndarray]:

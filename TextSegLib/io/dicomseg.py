@@ -196,6 +196,13 @@ def _frames(segmentation: Segmentation, sources, seg_type: str) -> np.ndarray:
     segs = segmentation.segments
     planes = [plane_on_grid(source_plane(ds), segmentation.shape, segmentation.ijk_to_ras,
                             what=f"source slice {ds.get('InstanceNumber', n + 1)}") for n, ds in enumerate(sources)]
+    covered = sorted((pl.axis, pl.slice) for pl in planes)
+    axis = covered[0][0]
+    if {a for a, _ in covered} != {axis} or [k for _, k in covered] != list(range(segmentation.shape[axis])):
+        raise DicomSegError(
+            f"DICOM SEG: the {len(sources)} source slices do not cover the segmentation grid "
+            f"({' x '.join(map(str, segmentation.shape))}) one slice each.",
+            "Pass the complete series the masks were computed on.")
     rows, cols = int(sources[0].Rows), int(sources[0].Columns)
     overlaps = segmentation.overlaps()
     if overlaps:
@@ -243,9 +250,6 @@ def write_dicom_seg(segmentation: Segmentation, source, path: str | os.PathLike,
     p = check_output_path(path, overwrite, formats={".dcm": "DICOM SEG"})
     files = source_files(source)
     sources = load_sources(files)
-    if len(sources) != segmentation.shape[2] and len(sources) not in segmentation.shape:
-        raise DicomSegError(f"DICOM SEG: the source series has {len(sources)} slices but the segmentation grid is "
-                            f"{' x '.join(map(str, segmentation.shape))}.", "Pass the series the masks were computed on.")
     kept = [s for s in segmentation if include_empty or s.voxel_count]
     empty = [s.name for s in segmentation if not s.voxel_count]
     if not kept:
@@ -256,7 +260,11 @@ def write_dicom_seg(segmentation: Segmentation, source, path: str | os.PathLike,
     for s in kept:
         sub.add(s)
     pixels = _frames(sub, sources, seg_type)
-    descriptions = [describe_segment(hd, sub, s, n + 1) for n, s in enumerate(sub)]
+    try:
+        descriptions = [describe_segment(hd, sub, s, n + 1) for n, s in enumerate(sub)]
+    except (ValueError, TypeError) as exc:
+        raise DicomSegError(f"DICOM SEG: a segment's codes or labels are not valid DICOM ({exc}).",
+                            "Check the segment's terminology (code values, meanings up to 64 characters).") from None
     model = str(segmentation.meta.get("model") or "")
     kwargs = {}
     if compress and seg_type == "LABELMAP":
