@@ -135,10 +135,16 @@ def main() -> None:
                 client.push(files[n:n + 50])
             print(f"PACS push series ({len(files)} instances, STOW-RS x{(len(files) + 49) // 50}): "
                   f"{time.perf_counter() - t:.1f} s")
+            import pydicom
+
             for name, path in outputs.items():
                 t = time.perf_counter()
                 client.push([path])
-                print(f"PACS push SEG {name}: {time.perf_counter() - t:.2f} s")
+                pushed = time.perf_counter() - t
+                uid = pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID
+                t = time.perf_counter()
+                client.pull_series(uid, study_uid=volume.meta["StudyInstanceUID"], cache=tmp / "cache")
+                print(f"PACS SEG {name}: push {pushed:.2f} s, pull {time.perf_counter() - t:.2f} s")
             t = time.perf_counter()
             folder = client.pull_series(volume.meta["SeriesInstanceUID"], cache=tmp / "cache")
             print(f"PACS pull series (WADO-RS): {time.perf_counter() - t:.1f} s, {len(list(folder.glob('*.dcm')))} files")
