@@ -122,3 +122,19 @@ def test_segment_from_pacs_and_push(tmp_path, orthanc, client, pushed, capsys, m
     assert seg.names == ["Liver"] and seg.meta["model"] == "textseg-mini" and len(seg.meta["weights_sha256"]) == 64
     rows = client.find_series(modality="SEG")
     assert seg.meta["SeriesInstanceUID"] in [r["SeriesInstanceUID"] for r in rows]
+
+
+def test_slicer_send_to_pacs(tmp_path, orthanc, client, pushed):
+    """The Slicer logic's Send to PACS stores a SEG with STOW-RS."""
+    pytest.importorskip("slicer", reason="PyPI slicer-core is not installed")
+    import _module_helpers  # noqa: F401  (puts TextSeg/ on sys.path)
+    from TextSegLogicLib.dicom_export import send_to_pacs
+
+    volume = read_volume(pushed[0])
+    m = np.zeros(volume.shape, bool)
+    m[200:220, 200:220, 3:5] = True
+    report = write_dicom_seg(Segmentation(volume, [Segment("Spleen", m)]), volume, tmp_path / "s.dcm")
+    assert send_to_pacs(str(report.path), orthanc.dicomweb, user=orthanc.credentials) == [report.sop_instance_uid]
+    assert report.series_instance_uid in [r["SeriesInstanceUID"] for r in client.find_series(modality="SEG")]
+    with pytest.raises(PacsError, match="HTTP 401"):
+        send_to_pacs(str(report.path), orthanc.dicomweb, user="textseg:nope")
