@@ -345,3 +345,18 @@ def test_source_must_cover_the_grid(tmp_path, volumes):
                            [Segment("Liver", m)])
     with pytest.raises(GeometryError, match="between voxel centres|outside"):
         write_dicom_seg(shifted, volume, tmp_path / "y.dcm")
+
+
+def test_cli_dicom_output_checks_before_segmenting(tmp_path, data_dir, capsys):
+    from TextSegLib.cli.main import main
+
+    nifti = str(data_dir / "totalsegmentator" / "example_ct_sm.nii.gz")
+    capsys.readouterr()
+    assert main(["segment", nifti, "-p", "liver", "-o", str(tmp_path / "x.dcm")]) == 2
+    assert "needs the source DICOM series" in capsys.readouterr().err
+    assert main(["segment", "-p", "liver", "-o", str(tmp_path / "x.dcm")]) == 2
+    assert "no image given" in capsys.readouterr().err
+    assert main(["segment", "--dicomweb", "http://127.0.0.1:9/dicom-web", "-p", "liver", "-o",
+                 str(tmp_path / "x.dcm")]) == 2
+    assert "--dicomweb needs --series" in capsys.readouterr().err
+    assert not (tmp_path / "x.dcm").exists()

@@ -229,16 +229,15 @@ def _frames(segmentation: Segmentation, sources, seg_type: str) -> np.ndarray:
 def write_dicom_seg(segmentation: Segmentation, source, path: str | os.PathLike, *,
                     segmentation_type: str = "BINARY", overwrite: bool = False, compress: bool = True,
                     series_description: str | None = None, series_number: int = 1000,
-                    series_instance_uid: str | None = None, sop_instance_uid: str | None = None,
-                    include_empty: bool = False) -> SegWriteReport:
+                    series_instance_uid: str | None = None, sop_instance_uid: str | None = None) -> SegWriteReport:
     """Write ``segmentation`` (on the grid of the DICOM series ``source``) as a DICOM SEG file.
 
     ``source`` is the Volume the masks were computed on (read from DICOM), the
     series folder, or its files. ``segmentation_type`` is ``BINARY`` (any
     viewer; overlaps allowed) or ``LABELMAP`` (much smaller; no overlaps;
     needs highdicom ≥ 0.23 and a recent viewer). ``compress`` stores LABELMAP
-    frames RLE-lossless. Segments with no voxels are left out (listed in the
-    report) unless ``include_empty``.
+    frames RLE-lossless. Segments with no voxels (not found) are left out and
+    listed in the report.
     """
     hd, pydicom = _lazy_imports()
     seg_type = segmentation_type.upper()
@@ -250,7 +249,7 @@ def write_dicom_seg(segmentation: Segmentation, source, path: str | os.PathLike,
     p = check_output_path(path, overwrite, formats={".dcm": "DICOM SEG"})
     files = source_files(source)
     sources = load_sources(files)
-    kept = [s for s in segmentation if include_empty or s.voxel_count]
+    kept = [s for s in segmentation if s.voxel_count]
     empty = [s.name for s in segmentation if not s.voxel_count]
     if not kept:
         raise DicomSegError("DICOM SEG: every segment is empty (nothing was found), so there is nothing to store.",
