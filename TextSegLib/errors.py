@@ -42,6 +42,10 @@ class TerminologyError(TextSegError):
     """A prompt or term cannot be resolved."""
 
 
+class ModalityError(TerminologyError):
+    """The scan's modality is one the model was not trained on (or cannot be told)."""
+
+
 class ModelError(TextSegError):
     """A model, checkpoint or catalog entry is missing or incompatible."""
 

@@ -9,7 +9,7 @@ from TextSegLib.volume import Volume, make_ijk_to_ras
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "Testing" / "Data"
-SAT_REF = Path("/work/shared/sat-reference")
+SAT_REF = REPO / "Testing" / "Data" / "sat-reference"  # the SAT parity fixtures (see its README.md)
 
 
 def find_data(name: str) -> Path:
@@ -78,12 +78,9 @@ def tiny_sat(patch=(64, 64, 32), seed: int = 0):
 
 def formula_state_dict(model) -> dict:
     """The SAT reference's deterministic formula weights for ``model``'s own keys."""
-    import importlib.util
+    from _formula_weights import weight_for
 
-    spec = importlib.util.spec_from_file_location("sat_ref_weights", SAT_REF / "weights.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return {k: mod.formula_tensor(k, tuple(v.shape)) for k, v in model.state_dict().items()}
+    return {k: weight_for(k, tuple(v.shape)) for k, v in model.state_dict().items()}
 
 
 TINY = dict(stage_channels=[4, 8, 16], query_dim=16, num_heads=2, ffn_dim=32, mask_hidden=8,

@@ -17,6 +17,7 @@ def slicer_terminology(name: str) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def sat_terms() -> list[str] | None:
-    p = REPO.parent / "shared" / "sat-reference" / "terminology_list.json"
-    return json.loads(p.read_text())["all"] if p.is_file() else None
+def sat_terms() -> list[str]:
+    """SAT's 498 ``modality_term`` entries (SAT-DS terminology_list.json, shipped in Resources/models)."""
+    p = REPO / "Resources" / "models" / "sat-terminology.json"
+    return json.loads(p.read_text())["all"]

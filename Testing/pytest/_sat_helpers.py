@@ -1,39 +1,29 @@
 """Helpers for the SAT tests: locate the shared reference fixtures."""
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def reference_dir() -> Path | None:
-    """The sat-reference folder (env TEXTSEG_SAT_REFERENCE or <repo>/../shared/sat-reference)."""
+#: the parity cases and key lists, copied into the repository (provenance: its README.md)
+BUNDLED_REFERENCE = REPO / "Testing" / "Data" / "sat-reference"
+
+
+def reference_dir() -> Path:
+    """The SAT reference fixtures: ``$TEXTSEG_SAT_REFERENCE`` if set, else ``Testing/Data/sat-reference``."""
     env = os.environ.get("TEXTSEG_SAT_REFERENCE")
-    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "sat-reference"]:
-        if (cand / "weights.py").is_file():
-            return cand
-    return None
+    if env and (Path(env) / "forward-nano.npz").is_file():
+        return Path(env)
+    return BUNDLED_REFERENCE
 
 
 def need_reference() -> Path:
-    ref = reference_dir()
-    if ref is None:
-        pytest.skip("SAT reference fixtures not found (set TEXTSEG_SAT_REFERENCE)")
-    return ref
-
-
-def weights_module() -> ModuleType:
-    ref = need_reference()
-    spec = importlib.util.spec_from_file_location("sat_reference_weights", ref / "weights.py")
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
+    """The fixtures folder (it ships with the repository, so this never skips in a clone)."""
+    return reference_dir()
 
 
 _CACHE: dict[str, dict] = {}
@@ -41,13 +31,17 @@ _CACHE: dict[str, dict] = {}
 
 def formula_state_dict(tsv: str) -> dict:
     """Released-layout formula weights for ``keys-<tsv>.tsv`` (cached per session; do not mutate)."""
+    from _formula_weights import state_dict_from_keys
+
     if tsv not in _CACHE:
-        _CACHE[tsv] = weights_module().make_state_dict(str(need_reference() / f"keys-{tsv}.tsv"))
+        _CACHE[tsv] = state_dict_from_keys(need_reference() / f"keys-{tsv}.tsv")
     return _CACHE[tsv]
 
 
 def read_tsv(tsv: str) -> list[tuple[str, tuple[int, ...], str, str]]:
-    return weights_module().read_keys(str(need_reference() / f"keys-{tsv}.tsv"))
+    from _formula_weights import parse_keys
+
+    return parse_keys(need_reference() / f"keys-{tsv}.tsv")
 
 
 def minilm_tokenizer_dir() -> Path | None:

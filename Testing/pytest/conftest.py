@@ -14,13 +14,12 @@ REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "Testing" / "Data"
 
 
-def sat_reference_dir() -> Path | None:
-    """``../shared/sat-reference`` beside the checkout (or $TEXTSEG_SAT_REFERENCE)."""
+def sat_reference_dir() -> Path:
+    """The SAT parity fixtures shipped in ``Testing/Data/sat-reference`` (or $TEXTSEG_SAT_REFERENCE)."""
     env = os.environ.get("TEXTSEG_SAT_REFERENCE")
-    for c in ([Path(env)] if env else []) + [REPO.parent / "shared" / "sat-reference"]:
-        if (c / "README.md").is_file():
-            return c
-    return None
+    if env and (Path(env) / "forward-nano.npz").is_file():
+        return Path(env)
+    return DATA / "sat-reference"
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +29,4 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def sat_reference() -> Path:
-    ref = sat_reference_dir()
-    if ref is None:
-        pytest.skip("SAT reference fixtures (../shared/sat-reference) are not present beside this checkout")
-    return ref
+    return sat_reference_dir()

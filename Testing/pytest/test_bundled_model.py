@@ -92,7 +92,7 @@ def test_demo_cli_writes_files_and_refuses_overwrite(tmp_path, capsys, one_threa
     for name in ("demo.seg.nrrd", "demo_overlay.png", "demo_volumes.csv"):
         assert (out / name).is_file() and str(out / name) in printed
     rows = list(csv.DictReader((out / "demo_volumes.csv").open()))
-    assert [r["structure"] for r in rows] == ["liver", "spleen"]
+    assert [r["structure"] for r in rows] == ["Liver", "Spleen"]  # preferred names
     assert 300 < float(rows[0]["volume_ml"]) < 1100  # reference: 699 mL in this slab
     from TextSegLib.io import read_seg_nrrd
 

@@ -12,10 +12,8 @@ from TextSegLib.engine.resample import to_source_grid
 from TextSegLib.errors import GeometryError, InputFileError
 from TextSegLib.volume import Volume
 
-needs_ref = pytest.mark.skipif(not (SAT_REF / "preprocess-ct.npz").exists(), reason="SAT reference fixtures absent")
 
 
-@needs_ref
 @pytest.mark.parametrize("modality,fname", [("ct", "example_ct_sm.nii.gz"), ("mri", "example_mr_sm.nii.gz")])
 def test_matches_reference(modality, fname):
     ref = np.load(SAT_REF / f"preprocess-{modality}.npz")["image"].astype(np.float32)

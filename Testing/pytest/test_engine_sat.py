@@ -68,8 +68,8 @@ def test_voxel_exact_inverse_at_source_spacing(volume):
     cfg = InferenceConfig(preprocess=PreprocessConfig(spacing=None, normalisation="none"), patch_size=PATCH,
                           in_channels=1, device="cpu", skip_empty_tiles=False)
     eng = SATEngine(Echo(), HashQueries(4), cfg)
-    res = eng.segment(volume.with_array(label), ["x"], modality="ct")
-    assert np.array_equal(res.masks["x"], label > 0.5)
+    res = eng.segment(volume.with_array(label), ["liver"], modality="ct")
+    assert np.array_equal(res.masks["liver"], label > 0.5)
 
 
 def test_cache_roi_cancel_and_errors(engine, volume):

@@ -14,10 +14,8 @@ from TextSegLib.engine.sliding_window import axis_starts, gaussian_importance, r
 from TextSegLib.errors import CancelledError, GeometryError, ModelError
 
 TILING = SAT_REF / "tiling.json"
-needs_ref = pytest.mark.skipif(not TILING.exists(), reason="SAT reference fixtures absent")
 
 
-@needs_ref
 def test_tile_starts_match_reference_exactly():
     t = json.loads(TILING.read_text())
     crop = t["crop_size"]
@@ -32,7 +30,6 @@ def test_tile_starts_match_reference_exactly():
             assert [c - (b - a) for a, b, c in zip(s, e, crop)] == ref["pad_after"]
 
 
-@needs_ref
 def test_gaussian_is_bit_identical():
     g = json.loads(TILING.read_text())["gaussian"]
     m = gaussian_importance((288, 288, 96))

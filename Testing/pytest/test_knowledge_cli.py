@@ -13,7 +13,7 @@ def test_terms_table(capsys):
 
 
 def test_terms_json_and_modality(capsys):
-    assert main(["terms", "brain tumor", "--json", "--modality", "mri", "--limit", "2"]) == 0
+    assert main(["terms", "brain tumor", "--json", "--modality", "mri", "--limit", "2", "--model", "SAT-Nano"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["name"] == "Brain tumor" and rows[0]["in_vocabulary"] is True
     assert rows[0]["terminology"].startswith("Segmentation category and type")

@@ -87,3 +87,14 @@ def test_text_head_parity_both_modalities():
         q = enc.encode_ids(torch.from_numpy(z["ids"]), torch.from_numpy(z["attention_mask"]),
                            torch.from_numpy(z["modality_idx"]))
     assert _close(q, z["queries"]) <= 0
+
+
+def test_parity_fixtures_ship_with_the_repository(monkeypatch):
+    """A plain clone runs these tests: the cases are in Testing/Data, the weights are made here."""
+    from _sat_helpers import BUNDLED_REFERENCE, reference_dir
+
+    monkeypatch.delenv("TEXTSEG_SAT_REFERENCE", raising=False)
+    assert reference_dir() == BUNDLED_REFERENCE
+    for name in ("forward-nano.npz", "text-head.npz", "preprocess-ct.npz", "tiling.json", "keys-pro.tsv"):
+        assert (BUNDLED_REFERENCE / name).is_file(), name
+    assert not (BUNDLED_REFERENCE / "weights.py").exists()  # our own generator, _formula_weights.py

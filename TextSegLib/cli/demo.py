@@ -14,7 +14,12 @@ from typing import Sequence
 import click
 import numpy as np
 
-DEMO_PROMPTS = ("liver", "spleen", "left kidney", "right kidney", "aorta")
+#: structures the sample shows, plus one it does not (its 40 mm of upper abdomen have no kidney),
+#: so the demo shows a "not found" answer too
+DEMO_PROMPTS = ("liver", "spleen", "aorta", "left kidney")
+
+#: (left, right, top, bottom) side labels of each view in radiological convention
+VIEW_MARKERS = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I"), "sagittal": ("A", "P", "S", "I")}
 
 
 def _ras_array(volume) -> tuple[np.ndarray, np.ndarray]:
@@ -59,8 +64,14 @@ def write_overlay_png(volume, masks: dict[str, np.ndarray], colors: dict[str, Se
             if ms.any():
                 ax.imshow(np.ma.masked_where(~ms, ms), cmap=ListedColormap([colors[k]]), alpha=0.45,
                           extent=extent, interpolation="nearest")
-        ax.set_title(name)
+        ax.set_title(name, pad=16)
         ax.axis("off")
+        left, right, top, bottom = VIEW_MARKERS[name]  # sides inside the image, top/bottom just outside
+        style = dict(transform=ax.transAxes, fontsize=11, fontweight="bold")
+        ax.text(0.02, 0.5, left, ha="left", va="center", color="yellow", **style)
+        ax.text(0.98, 0.5, right, ha="right", va="center", color="yellow", **style)
+        ax.text(0.5, 1.01, top, ha="center", va="bottom", color="darkorange", **style)
+        ax.text(0.5, -0.01, bottom, ha="center", va="top", color="darkorange", **style)
     fig.legend(handles=[Patch(color=colors[k], label=k) for k in masks], loc="lower center",
                ncol=len(masks), frameon=False)
     if title:
@@ -98,12 +109,14 @@ def command(out_dir: str | None, prompts: tuple[str, ...], model_path: str | Non
     """Segment the bundled sample CT with the bundled offline model (CPU, < 1 min)."""
     import SimpleITK as sitk
 
+    from ..engine.results import to_segmentation
     from ..io import check_output_path, write_seg_nrrd
     from ..io.sitk_convert import from_sitk
+    from ..knowledge.resolved import engine_resolution_args, resolve_prompts
+    from ..measurements import format_table, measure
     from ..models.bundled.engine import load_bundled_engine
     from ..models.bundled.sample import sample_path
-    from ..segmentation import Segment, Segmentation
-    from .segment import describe_prompts
+    from .segment import prompt_lines
 
     t0 = time.perf_counter()
     out = Path(out_dir) if out_dir else default_out_dir(overwrite)
@@ -116,36 +129,31 @@ def command(out_dir: str | None, prompts: tuple[str, ...], model_path: str | Non
     src = sample_path()
     volume = from_sitk(sitk.ReadImage(str(src)), "ct", "abdomen_ct_sample")
     engine = load_bundled_engine(model_path, device="cpu", threads=threads or None)
-    texts = list(dict.fromkeys(p.strip() for p in (prompts or DEMO_PROMPTS) if p.strip()))
-    described, warnings = describe_prompts(texts, "ct", engine.vocabulary("ct"))
+    resolved = resolve_prompts(list(prompts or DEMO_PROMPTS), modality="ct", **engine_resolution_args(engine, "ct"))
+    info, warnings = prompt_lines(resolved)
+    for line in info:
+        click.echo(line, err=True)
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
     click.echo(f"Segmenting {src.name} ({volume.shape[0]}×{volume.shape[1]}×{volume.shape[2]} voxels) "
-               f"with {engine.name}: {', '.join(texts)} ...", err=True)
-    result = engine.segment(volume, texts, modality="ct")
+               f"with {engine.name}: {', '.join(p.name for p in resolved)} ...", err=True)
+    result = engine.segment(volume, resolved, modality="ct")
 
-    seg = Segmentation(volume)
-    colors = {}
-    for d in described:
-        key = d["prompt"]  # masks are keyed by the prompt as typed
-        s = seg.add(Segment(d["name"], result.masks[key], terminology=d["terminology"], color=d["color"],
-                            concept_id=d["concept_id"]), on_conflict="rename")
-        colors[key] = tuple(s.color) if getattr(s, "color", None) else d["color"]
+    seg = to_segmentation(volume, result, meta={"model": engine.name})
     write_seg_nrrd(seg, paths["seg"], overwrite)
-
-    voxel_ml = float(np.prod(volume.spacing)) / 1000.0
-    rows = [(t, int(result.masks[t].sum()), result.masks[t].sum() * voxel_ml) for t in texts]
+    rows = [measure(result.masks[p.text], volume, name=p.name, found=result.is_found(p.text),
+                    reason=result.reasons.get(p.text, "")) for p in resolved]
     with paths["csv"].open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["structure", "voxels", "volume_ml"])
-        for name, n, ml in rows:
-            w.writerow([name, n, f"{ml:.2f}"])
-    write_overlay_png(volume, {t: result.masks[t] for t in texts}, colors, paths["png"],
+        w.writerow(["structure", "found", "voxels", "volume_ml", "mean_hu", "reason"])
+        for r in rows:
+            w.writerow([r.name, "yes" if r.found else "no", r.voxels, f"{r.volume_ml:.2f}",
+                        "" if r.mean is None else f"{r.mean:.1f}", r.reason])
+    write_overlay_png(volume, {s.name: s.mask for s in seg}, {s.name: s.color for s in seg}, paths["png"],
                       f"{engine.name} on {src.name} (held-out patient)")
 
-    click.echo(f"{'structure':<16} {'volume (mL)':>12}")
-    for name, n, ml in rows:
-        click.echo(f"{name:<16} {ml:12.1f}" + ("   (nothing found)" if n == 0 else ""))
+    for line in format_table(rows, "HU"):
+        click.echo(line)
     click.echo(f"Done in {time.perf_counter() - t0:.1f} s. The scan covers only "
                f"{volume.shape[2] * volume.spacing[2]:.0f} mm of the upper abdomen, so volumes are partial.")
     click.echo(f"Input scan:      {src}")

@@ -94,16 +94,15 @@ def weights_digest(engine, model_name: str | None = None, model_path: str | None
     return h.hexdigest()
 
 
-def finish(seg, volume, out: Path, overwrite: bool, engine, described: list[dict], opts: dict,
+def finish(seg, volume, out: Path, overwrite: bool, engine, opts: dict,
            model_name: str | None = None, model_path: str | None = None) -> list[Path]:
-    """Write the DICOM SEG (``.dcm`` output, or beside the output for ``--push``) and push it."""
+    """Write the DICOM SEG (``.dcm`` output, or beside the output for ``--push``) and push it.
+    Each segment's ``meta['prompt']`` (set by ``to_segmentation``) goes into the SEG."""
     push = bool(opts.get("dicomweb_push"))
     if not is_dicom_output(out) and not push:
         return []
     from ..io.dicomseg import write_dicom_seg
 
-    for segment, d in zip(seg, described):
-        segment.meta.setdefault("prompt", d.get("prompt", segment.name))
     seg.meta.setdefault("model", getattr(engine, "name", "") or "")
     seg.meta.setdefault("weights_sha256", weights_digest(engine, model_name, model_path))
     target = out if is_dicom_output(out) else out.with_name(out.name.split(".")[0] + ".dcm")

@@ -6,6 +6,8 @@ import json
 import click
 import numpy as np
 
+from .options import modality_option
+
 from ..volume import Volume
 
 
@@ -54,18 +56,32 @@ def describe(volume: Volume) -> dict:
     return info
 
 
-def describe_segmentation(seg, name: str, fmt: str = "Slicer segmentation") -> dict:
-    """A JSON-ready summary of a ``.seg.nrrd`` or DICOM SEG (grid and segments)."""
+def describe_segmentation(seg, name: str, image: Volume | None = None, fmt: str = "Slicer segmentation") -> dict:
+    """A JSON-ready summary of a ``.seg.nrrd`` or DICOM SEG (grid and segments, each measured;
+    intensities inside each segment when the scan ``image`` is given)."""
+    from ..measurements import measure
+
+    if image is not None and (tuple(image.shape) != tuple(seg.shape)
+                              or not np.allclose(image.ijk_to_ras, seg.ijk_to_ras, atol=1e-3)):
+        from ..errors import GeometryError
+
+        raise GeometryError(f"--image {image.name or 'scan'}: its grid {image.shape} is not the segmentation's "
+                            f"{tuple(seg.shape)} (or is placed elsewhere).",
+                            "Give the scan the segmentation was made on.")
     m = seg.ijk_to_ras
     spacing = np.linalg.norm(m[:3, :3], axis=0)
     direction = m[:3, :3] / spacing
     segments = []
     for s in seg:
         t = s.terminology_entry()
-        segments.append({"name": s.name, "voxels": s.voxel_count, "color": [round(c, 4) for c in s.color or ()],
+        row = measure(s.mask, image, name=s.name, ijk_to_ras=seg.ijk_to_ras).row()
+        row.pop("name")
+        row.pop("reason")
+        row.pop("mean_probability")
+        segments.append({"name": s.name, "color": [round(c, 4) for c in s.color or ()],
                          "type": "^".join(t.type) if t else "",
                          "type_modifier": "^".join(t.type_modifier) if t and t.type_modifier else "",
-                         "concept_id": s.concept_id or ""})
+                         "concept_id": s.concept_id or "", **row})
     return {"name": name, "format": fmt, "shape": list(seg.shape),
             "spacing_mm": [round(float(v), 6) for v in spacing],
             "origin_ras_mm": [round(float(v), 4) for v in m[:3, 3]],
@@ -84,8 +100,14 @@ def _seg_text(info: dict) -> str:
         lines.insert(-1, f"  model        {info['model']}")
     for s in info["segments"]:
         modifier = f" ({s['type_modifier'].split('^')[-1]})" if s["type_modifier"] else ""
-        how = f"  [{s['algorithm_type']}]" if s.get("algorithm_type") else ""
-        lines.append(f"    {s['name']:<32s} {s['voxels']:>10,d} voxels  {s['type'] or '(no code)'}{modifier}{how}")
+        inten = "" if s["mean"] is None else \
+            f"  {s['mean']:.1f} ± {s['std']:.1f} [{s['min']:g}, {s['max']:g}]"
+        lines.append(f"    {s['name']:<28s} {s['volume_ml']:>9.1f} mL {s['voxels']:>10,d} voxels{inten}  "
+                     f"{s['type'] or ('(no code)' if 'algorithm_type' in s else '')}{modifier}"
+                     + (f"  [{s['algorithm_type']}]" if s.get("algorithm_type") else ""))
+    if info["segments"] and info["segments"][0]["mean"] is None:
+        lines.append("  (add --image SCAN for the intensities inside each segment"
+                     + (", and the scan's full grid)" if "algorithm_type" in info["segments"][0] else ")"))
     return "\n".join(lines)
 
 
@@ -113,9 +135,11 @@ def _text(info: dict) -> str:
 @click.argument("path", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--series-uid", default=None, help="DICOM series to read when a folder holds several.")
-@click.option("--modality", type=click.Choice(["ct", "mri", "pet"], case_sensitive=False), default=None,
-              help="Override the modality guess.")
-def command(path: str, as_json: bool, series_uid: str | None, modality: str | None) -> None:
+@modality_option("Override the modality guess.")
+@click.option("--image", "image_path", type=click.Path(exists=True), default=None,
+              help="For a .seg.nrrd or DICOM SEG: the scan it was made on, to report intensities inside each segment.")
+def command(path: str, as_json: bool, series_uid: str | None, modality: str | None,
+            image_path: str | None = None) -> None:
     """Show geometry, modality guess and intensity range of a scan (file or DICOM folder),
     or the grid and segments of a Slicer .seg.nrrd or a DICOM SEG file."""
     from ..io.volumes import read_volume
@@ -125,7 +149,8 @@ def command(path: str, as_json: bool, series_uid: str | None, modality: str | No
 
         from ..io.segfiles import read_seg_nrrd
 
-        info = describe_segmentation(read_seg_nrrd(path), Path(path).name)
+        image = read_volume(image_path, modality=modality) if image_path else None
+        info = describe_segmentation(read_seg_nrrd(path), Path(path).name, image)
         click.echo(json.dumps(info, indent=2) if as_json else _seg_text(info))
         return
     from ..io.dicomseg_read import is_dicom_seg
@@ -135,8 +160,9 @@ def command(path: str, as_json: bool, series_uid: str | None, modality: str | No
 
         from ..io.dicomseg_read import read_dicom_seg
 
-        seg = read_dicom_seg(path)
-        info = describe_segmentation(seg, Path(path).name, f"DICOM SEG {seg.meta['segmentation_type']}")
+        image = read_volume(image_path, modality=modality) if image_path else None
+        seg = read_dicom_seg(path, reference=image)
+        info = describe_segmentation(seg, Path(path).name, image, f"DICOM SEG {seg.meta['segmentation_type']}")
         info["model"] = seg.meta.get("model", "")
         for d, segment in zip(info["segments"], seg):
             d["algorithm_type"] = segment.meta.get("algorithm_type", "")

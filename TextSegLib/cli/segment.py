@@ -1,14 +1,23 @@
-"""``textseg segment IMAGE -p liver -p "left kidney" -o out.seg.nrrd``."""
+"""``textseg segment IMAGE -p liver -p "left kidney" -o out.seg.nrrd``.
+
+Prompts are resolved first (:mod:`TextSegLib.knowledge.resolved`), against the chosen model's
+vocabulary and modality, before any model work: an ambiguous or unknown prompt stops here with
+one line. The engine then receives each concept's own trained term.
+"""
 from __future__ import annotations
 
-import random
+import csv
+import io
+import json
+import os
 from pathlib import Path
 from typing import Sequence
 
 import click
 
-from ..errors import GeometryError
+from ..errors import GeometryError, OutputPathError
 from . import dicom_outputs
+from .options import modality_option, set_threads, threads_option
 
 
 def _parse_roi(text: str | None) -> tuple[list[float], list[float]] | None:
@@ -25,63 +34,73 @@ def _parse_roi(text: str | None) -> tuple[list[float], list[float]] | None:
     return lo, hi
 
 
-def describe_prompts(prompts: Sequence[str], modality: str, vocabulary: list[str]) -> tuple[list[dict], list[str]]:
-    """Name, terminology, colour and concept id per prompt (knowledge tree when available),
-    plus warnings for prompts outside the model's vocabulary."""
-    try:
-        from ..knowledge import resolve  # type: ignore[attr-defined]
-    except ImportError:
-        resolve = None
-    rng = random.Random(0)
-    out, warnings = [], []
-    for text in prompts:
-        info = {"prompt": text, "name": text, "terminology": "", "color": None, "concept_id": None}
-        if resolve is not None:
-            try:
-                res = resolve(text, modality, vocabulary=vocabulary or None)
-                info["terminology"] = getattr(res, "terminology", "") or ""
-                info["color"] = getattr(res, "color", None)
-                concept = getattr(res, "concept", None)
-                info["concept_id"] = getattr(concept, "id", None) if concept is not None else None
-                if concept is not None and getattr(concept, "name", ""):
-                    info["name"] = concept.name  # segments are named by the preferred term
-                if vocabulary and getattr(res, "in_vocabulary", True) is False:
-                    near = [getattr(c, "name", str(c)) for c in (getattr(res, "nearest", None) or [])][:3]
-                    warnings.append(f"{text!r} is not a term this model was trained on"
-                                    + (f"; nearest: {', '.join(near)}" if near else "") + ".")
-            except Exception as exc:  # knowledge is optional decoration: never block segmenting
-                warnings.append(f"{text!r}: no terminology ({type(exc).__name__}: {exc}).")
-        if info["color"] is None:
-            info["color"] = tuple(round(rng.uniform(0.2, 0.95), 3) for _ in range(3))
-        out.append(info)
-    return out, warnings
+def prompt_lines(prompts: Sequence) -> tuple[list[str], list[str]]:
+    """``(info lines, warning lines)`` saying how each prompt was resolved."""
+    info, warn = [], []
+    for p in prompts:
+        code = f" [{p.code}]" if p.code else ""
+        if p.free_text:
+            warn.append(f"{p.note}.")
+        elif not p.in_vocabulary:
+            near = ", ".join(c.name for c in p.nearest[:3])
+            warn.append(f"{p.note}" + (f"; trained terms near it: {near}" if near else "") + ".")
+        elif p.note:
+            info.append(f"prompt {p.note}{code}")
+    return info, warn
+
+
+def write_stats(rows, path: Path, overwrite: bool) -> Path:
+    """Measurements as CSV (or JSON for ``.json``), written atomically."""
+    from ..io import check_output_path
+
+    check_output_path(path, overwrite, formats={".csv": "", ".json": ""})
+    flat = [r.row() for r in rows]
+    if path.suffix.lower() == ".json":
+        text = json.dumps(flat, indent=1)
+    else:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(flat[0]) if flat else ["name"])
+        w.writeheader()
+        w.writerows(flat)
+        text = buf.getvalue()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
 
 
 @click.command("segment")
 @click.argument("image", type=click.Path(exists=True), required=False)
-@click.option("-p", "--prompt", "prompts", multiple=True, required=True, help="Structure to segment (repeatable).")
+@click.option("-p", "--prompt", "prompts", multiple=True, required=True,
+              help='Structure to segment (repeatable; "liver, spleen" is two prompts, "kidney, left" one).')
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .seg.nrrd (or .nii.gz, or .dcm for DICOM SEG).")
 @click.option("--model", "model_name", help="Catalog or registered model (default: see `textseg models list`).")
 @click.option("--model-path", type=click.Path(exists=True, file_okay=False), help="A model folder to use directly.")
 @click.option("--device", default="auto", show_default=True, help="auto, cuda, cuda:N, mps or cpu.")
 @click.option("--precision", default="auto", show_default=True, help="auto, fp32, fp16 or bf16.")
-@click.option("--modality", help="ct, mri or pet (default: from DICOM or guessed from intensities).")
+@modality_option()
 @click.option("--roi", help="Only segment inside this RAS box: R1,A1,S1,R2,A2,S2 (mm).")
 @click.option("--nifti", is_flag=True, help="Also write a NIfTI label map + labels CSV next to the output.")
+@click.option("--stats", "stats_path", type=click.Path(dir_okay=False),
+              help="Write per-structure measurements (volume, voxels, intensities, centroid, box) to a .csv or .json.")
+@threads_option()
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only warnings, errors and the written paths.")
 @click.option("--server", help="Run on a `textseg serve` server at this URL instead of locally.")
 @click.option("--api-key", envvar="TEXTSEG_API_KEY", help="API key for --server (or set TEXTSEG_API_KEY).")
 @dicom_outputs.dicomweb_options
 def command(image: str, prompts: tuple[str, ...], output: str, model_name: str | None, model_path: str | None,
             device: str, precision: str, modality: str | None, roi: str | None, nifti: bool,
-            overwrite: bool, quiet: bool, server: str | None = None, api_key: str | None = None,
-            **dicomweb) -> None:
+            stats_path: str | None, threads: int, overwrite: bool, quiet: bool, server: str | None = None,
+            api_key: str | None = None, **dicomweb) -> None:
     """Segment the structures named by the prompts in IMAGE (file or DICOM folder)."""
+    from ..engine.results import to_segmentation
     from ..io import check_output_path, read_volume, write_nifti_labels, write_seg_nrrd
+    from ..knowledge.resolved import engine_resolution_args, resolve_prompts
+    from ..measurements import format_table, measure
     from ..models.catalog import load_engine
-    from ..segmentation import Segment, Segmentation
 
+    say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
     image = dicom_outputs.resolve_input(image, dicomweb)
     out = Path(output)
     is_nifti_out = out.name.lower().endswith((".nii", ".nii.gz"))
@@ -92,21 +111,29 @@ def command(image: str, prompts: tuple[str, ...], output: str, model_name: str |
                                    else out.stem).with_suffix("")
         nifti_path = nifti_path.with_name(nifti_path.name + ".nii.gz")
         check_output_path(nifti_path, overwrite, formats={".nii.gz": ""})
+    stats = Path(stats_path) if stats_path else None
+    if stats is not None:
+        check_output_path(stats, overwrite, formats={".csv": "", ".json": ""})
+        if stats.resolve() == out.resolve():
+            raise OutputPathError(f"--stats {stats} is the segmentation output.", "Give the table its own file name.")
     roi_box = _parse_roi(roi)
+    set_threads(threads)
 
     volume = read_volume(image, modality=modality)
     dicom_outputs.precheck(volume, out, dicomweb)
     if not modality and volume.meta.get("modality_reason"):
-        click.echo(f"Modality: {volume.modality} ({volume.meta['modality_reason']}); override with --modality.",
-                   err=True)
+        say(f"Modality: {volume.modality} ({volume.meta['modality_reason']}); override with --modality.")
     if server:
         from ..remote import RemoteEngine
 
         engine = RemoteEngine(server, api_key=api_key)
     else:
         engine = load_engine(model_name, model_path, device=device, precision=precision)
-    texts = list(dict.fromkeys(p.strip() for p in prompts if p.strip()))
-    described, warnings = describe_prompts(texts, volume.modality, engine.vocabulary(volume.modality))
+    resolved = resolve_prompts(list(prompts), modality=volume.modality,
+                               **engine_resolution_args(engine, volume.modality))
+    info, warnings = prompt_lines(resolved)
+    for line in info:
+        say(line)
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
 
@@ -127,30 +154,31 @@ def command(image: str, prompts: tuple[str, ...], output: str, model_name: str |
     else:
         progress = None  # type: ignore[assignment]
     try:
-        result = engine.segment(volume, texts, modality=volume.modality, roi_ras=roi_box, progress=progress)
+        result = engine.segment(volume, resolved, modality=volume.modality, roi_ras=roi_box, progress=progress)
     finally:
         if bar is not None:
             bar.close()
 
-    seg = Segmentation(volume)
-    for d in described:
-        key = d["prompt"]
-        seg.add(Segment(d["name"], result.masks[key], terminology=d["terminology"], color=d["color"],
-                        concept_id=d["concept_id"]), on_conflict="rename")
-    if dicom_outputs.is_dicom_output(out):
-        written = []
+    seg = to_segmentation(volume, result, meta={"model": engine.name})
+    rows = [measure(result.masks[p.text], volume, name=p.name, probability=result.probabilities.get(p.text),
+                    found=result.is_found(p.text), reason=result.reasons.get(p.text, "")) for p in resolved]
+    written = []
+    if len(seg):
+        if not dicom_outputs.is_dicom_output(out):
+            written = write_nifti_labels(seg, out, overwrite) if is_nifti_out else [write_seg_nrrd(seg, out, overwrite)]
+        written += dicom_outputs.finish(seg, volume, out, overwrite, engine, dicomweb, model_name, model_path)
+        if nifti_path is not None:
+            written += write_nifti_labels(seg, nifti_path, overwrite)
     else:
-        written = write_nifti_labels(seg, out, overwrite) if is_nifti_out else [write_seg_nrrd(seg, out, overwrite)]
-    written += dicom_outputs.finish(seg, volume, out, overwrite, engine, described, dicomweb, model_name, model_path)
-    if nifti_path is not None:
-        written += write_nifti_labels(seg, nifti_path, overwrite)
+        click.echo(f"warning: none of the {len(resolved)} structure(s) was found; {out} was not written.", err=True)
+    if stats is not None:
+        written.append(write_stats(rows, stats, overwrite))
     t = result.timings
-    click.echo(f"{len(texts)} structure(s) in {t.get('total', 0):.1f} s "
-               f"({result.info.get('tiles_run', '?')} of {result.info.get('tiles_total', '?')} tiles run) "
-               f"with {engine.name} on {result.info.get('device', '?')}", err=True)
-    for d in described:
-        n = int(result.masks[d["prompt"]].sum())
-        label = d["name"] if d["name"] == d["prompt"] else f"{d['name']} (\"{d['prompt']}\")"
-        click.echo(f"  {label}: {n:,} voxels", err=True)
+    found = sum(1 for p in resolved if result.is_found(p.text))
+    say(f"{found} of {len(resolved)} structure(s) found in {t.get('total', 0):.1f} s "
+        f"({result.info.get('tiles_run', '?')} of {result.info.get('tiles_total', '?')} tiles run) "
+        f"with {engine.name} on {result.info.get('device', '?')}")
+    for line in format_table(rows, "HU" if volume.modality == "ct" else ""):
+        say(line)
     for p in written:
         click.echo(str(p))

@@ -5,61 +5,74 @@ import json
 
 import click
 
+from .options import modality_option
+
 
 @click.command("terms")
 @click.argument("query", nargs=-1)
 @click.option("--limit", "-n", type=click.IntRange(1, 200), default=10, show_default=True,
               help="Number of suggestions.")
-@click.option("--modality", type=click.Choice(["ct", "mri", "mr", "pet", "pt"], case_sensitive=False), default=None,
-              help="Rank and mark terms the model knows for this modality.")
+@modality_option("Rank and mark the terms the model was trained on for this modality.")
+@click.option("--model", "model_name", default=None,
+              help="Mark this model's trained terms (default: the model `textseg segment` would use).")
 @click.option("--vocabulary", "vocab_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Text file with the model's terms, one per line (default: SAT's vocabulary).")
-@click.option("--resolve", "do_resolve", is_flag=True, help="Resolve the whole text to one coded concept instead.")
+              help="Text file with a model's terms, one per line (instead of --model).")
+@click.option("--resolve", "do_resolve", is_flag=True,
+              help="Resolve the text exactly as `textseg segment -p TEXT` would, instead of listing suggestions.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def command(query: tuple[str, ...], limit: int, modality: str | None, vocab_file: str | None,
+def command(query: tuple[str, ...], limit: int, modality: str | None, model_name: str | None, vocab_file: str | None,
             do_resolve: bool, as_json: bool) -> None:
     """Suggest coded anatomy terms for QUERY: "lt kidn", IVC, L1, "liver segment 4a".
 
     Each row shows the name that matched, the preferred name, its place in the tree and its
-    codes; * marks terms the model knows (SAT's vocabulary unless --vocabulary is given)."""
+    codes; * marks terms the selected model was trained on (for --modality, or any modality)."""
     from ..errors import InputFileError
-    from ..knowledge import resolve, suggest
+    from ..knowledge import suggest
+    from ..knowledge.resolved import resolve_prompt
+    from ..models.catalog import model_vocabulary
+    from ..volume import normalize_modality
 
     text = " ".join(query)
-    vocabulary = None
+    modality = normalize_modality(modality)
     if vocab_file:
         try:
             with open(vocab_file, encoding="utf-8") as f:
-                vocabulary = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+                terms = [line.strip() for line in f if line.strip() and not line.startswith("#")]
         except (OSError, UnicodeDecodeError) as exc:
             raise InputFileError(f"Cannot read vocabulary file {vocab_file}: {exc}.",
                                  "Give a UTF-8 text file with one term per line.") from None
-    from ..volume import normalize_modality
+        label, by_mod, free_text = vocab_file, {m: terms for m in ("ct", "mri", "pet")}, True
+    else:
+        label, by_mod, free_text = model_vocabulary(model_name)
+    if modality:
+        check_known_modality(label, by_mod, modality)
+    from ..knowledge.resolved import model_vocabulary_index
 
-    modality = normalize_modality(modality)
+    vocabulary = by_mod.get(modality, []) if modality else sorted({t for v in by_mod.values() for t in v})
+    marks = model_vocabulary_index(vocabulary, modality)[0]
     if do_resolve:
-        r = resolve(text, modality=modality, vocabulary=vocabulary)
+        r = resolve_prompt(text, modality=modality, model_terms=vocabulary, free_text_ok=free_text, model_name=label)
         if as_json:
-            click.echo(json.dumps({
-                "text": r.text, "concept": _concept_json(r.concept) if r.concept else None,
-                "terminology": r.terminology, "color": r.color, "in_vocabulary": r.in_vocabulary,
-                "nearest": [_concept_json(c) for c in r.nearest]}, indent=2))
+            click.echo(json.dumps({**r.to_json(), "model": label,
+                                   "concept": _concept_json(r.concept) if r.concept else None,
+                                   "terminology": r.terminology, "color": r.color,
+                                   "nearest": [_concept_json(c) for c in r.nearest]}, indent=2))
             return
         if r.concept is None:
-            click.echo(f"{text!r}: no matching term.")
+            click.echo(f"{text!r}: free text (no coded structure); {label} encodes it as typed.")
         else:
             c = r.concept
             click.echo(f"{c.name}  [{' › '.join(c.path)}]  {c.code}")
             click.echo(f"  terminology: {r.terminology}")
-            click.echo("  known to the model" if r.in_vocabulary else "  not a trained term")
+            click.echo(f"  {label} is sent: {r.term!r}" + ("" if r.in_vocabulary else " (not a trained term)"))
         if r.nearest:
-            click.echo("  did you mean: " + ", ".join(c.name for c in r.nearest))
+            click.echo("  trained terms near it: " + ", ".join(c.name for c in r.nearest))
         return
-    rows = suggest(text, limit=limit, modality=modality, vocabulary=vocabulary)
+    rows = suggest(text, limit=limit, modality=modality, vocabulary=marks)
     if as_json:
         click.echo(json.dumps([{
             "matched": s.matched, "kind": s.kind, "score": s.score, "in_vocabulary": s.in_vocabulary,
-            **_concept_json(s.concept)} for s in rows], indent=2))
+            "model": label, **_concept_json(s.concept)} for s in rows], indent=2))
         return
     if not rows:
         click.echo("No matching terms.")
@@ -68,7 +81,20 @@ def command(query: tuple[str, ...], limit: int, modality: str | None, vocab_file
         mark = "*" if s.in_vocabulary else " "
         shown = s.concept.name if s.matched.lower() == s.concept.name.lower() else f"{s.matched} → {s.concept.name}"
         click.echo(f"{mark} {shown:<48} {' › '.join(s.concept.path[:-1]) or '-':<40} {s.concept.code}")
-    click.echo("(* = known to the model)")
+    where = f" on {modality.upper()}" if modality else ""
+    click.echo(f"(* = trained term of {label}{where})")
+
+
+def check_known_modality(label: str, by_mod: dict, modality: str) -> None:
+    """A modality the model has no terms for is an error, before any listing or work."""
+    from ..errors import ModalityError
+
+    known = [m for m in ("ct", "mri", "pet") if by_mod.get(m)]
+    if known and modality not in known:
+        names = {"ct": "CT", "mri": "MRI", "pet": "PET"}
+        raise ModalityError(f"{label} was not trained on {names[modality]} scans (it knows "
+                            f"{', '.join(names[m] for m in known)}).",
+                            "Pick another model with --model (textseg models list).")
 
 
 def _concept_json(c) -> dict:

@@ -1,7 +1,11 @@
 """The one engine interface every model (and the remote client) implements.
 
 ``segment(volume, prompts, ...)`` returns one mask and one probability map
-per prompt, **on the source volume's grid**. Long work reports progress
+per prompt, **on the source volume's grid**, and says per prompt whether the
+structure was found. Prompts are :class:`~TextSegLib.knowledge.resolved.ResolvedPrompt`
+values (resolved once by the caller; the engine queries with ``prompt.term``
+and keys everything by ``prompt.text``); plain strings are resolved by the
+engine through the same function. Long work reports progress
 through ``progress(stage, done, total)`` and checks ``cancel`` between units
 of work (tiles), raising :class:`~TextSegLib.errors.CancelledError`.
 """
@@ -46,19 +50,39 @@ class EngineResult:
 
     ``masks[p]`` is a bool array with ``volume.shape``; ``probabilities[p]``
     is float (float16 or float32) in [0, 1] of the same shape, or absent when
-    the engine has none. ``timings`` holds seconds per stage.
+    the engine has none. ``found[p]`` says whether the structure is there and
+    ``reasons[p]`` why (or why not); a not-found prompt has an all-false mask.
+    ``prompts[p]`` is the resolved prompt. ``timings`` holds seconds per stage.
     """
 
     masks: dict[str, np.ndarray]
     probabilities: dict[str, np.ndarray] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    found: dict[str, bool] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    prompts: dict = field(default_factory=dict)
+
+    def is_found(self, key: str) -> bool:
+        """``found[key]``, or (engines that do not say) whether the mask has any voxel."""
+        if key in self.found:
+            return bool(self.found[key])
+        return bool(self.masks[key].any())
+
+    def mark_not_found(self, key: str, reason: str) -> None:
+        """Record ``key`` as not found: empty mask, the reason kept."""
+        self.masks[key] = np.zeros_like(self.masks[key], dtype=bool)
+        self.found[key] = False
+        self.reasons[key] = reason
 
 
 @runtime_checkable
 class Engine(Protocol):
     """What the CLI, the server, the Slicer Logic and the tests call."""
 
+    # Optional attributes the prompt path reads when present (not part of the runtime check):
+    # ``free_text`` (text outside the vocabulary can be encoded; default True) and
+    # ``modalities`` (the modalities it was trained on; default: any).
     name: str
 
     def vocabulary(self, modality: str) -> list[str]:
@@ -68,7 +92,7 @@ class Engine(Protocol):
     def segment(
         self,
         volume: Volume,
-        prompts: Sequence[str],
+        prompts: Sequence,  # ResolvedPrompt or str
         *,
         modality: str | None = None,
         roi_ras: tuple[Sequence[float], Sequence[float]] | None = None,

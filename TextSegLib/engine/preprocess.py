@@ -2,7 +2,7 @@
 crop to the foreground and intensity normalisation.
 
 Numerically this follows the SAT reference inference preprocessing
-(see ``/work/shared/sat-reference/README.md``, "preprocess-ct"):
+(see ``Testing/Data/sat-reference/README.md``, "preprocess-ct"):
 
 1. reorient to RAS and resample trilinearly to ``spacing`` (default 1×1×3 mm);
 2. crop to the bounding box of voxels > 0 on the raw resampled intensities;

@@ -53,6 +53,11 @@ class InferenceConfig:
 class SATEngine:
     """Engine protocol implementation for SAT and SAT-shaped models."""
 
+    @property
+    def free_text(self) -> bool:
+        """Whether text outside the vocabulary can be encoded (a text tower can, a table cannot)."""
+        return bool(getattr(self.queries, "free_text", True))
+
     def __init__(
         self,
         model: torch.nn.Module,
@@ -87,6 +92,12 @@ class SATEngine:
             return []
         terms = v(modality) if callable(v) else v.get(modality, [])
         return list(terms)
+
+    @property
+    def modalities(self) -> tuple[str, ...] | None:
+        """Modalities the model was trained on (``None``: no vocabulary, so unknown)."""
+        known = tuple(m for m in ("ct", "mri", "pet") if self.vocabulary(m))
+        return known or None
 
     @property
     def in_channels(self) -> int:
@@ -130,7 +141,7 @@ class SATEngine:
     def segment(
         self,
         volume: Volume,
-        prompts: Sequence[str],
+        prompts: Sequence,
         *,
         modality: str | None = None,
         roi_ras: tuple[Sequence[float], Sequence[float]] | None = None,
@@ -138,11 +149,20 @@ class SATEngine:
         cancel: CancelToken | None = None,
         cache_key: Hashable | None = None,
     ) -> EngineResult:
-        """Masks and probabilities per prompt on ``volume``'s grid."""
-        texts = list(dict.fromkeys(p.strip() for p in prompts if p and p.strip()))
-        if not texts:
+        """Masks and probabilities per prompt on ``volume``'s grid.
+
+        ``prompts``: :class:`~TextSegLib.knowledge.resolved.ResolvedPrompt` values (strings are
+        resolved here, through the same step the CLI uses); the model is queried with each
+        prompt's ``term`` and the result is keyed by its ``text``."""
+        from ..knowledge.resolved import check_modality, engine_prompts
+
+        if not [p for p in prompts if (p if isinstance(p, str) else getattr(p, "text", "")).strip()]:
             raise TerminologyError("No prompt given.", "Name at least one structure, e.g. -p liver.")
         modality = self._modality(volume, modality)
+        check_modality(self, modality)
+        resolved = engine_prompts(self, prompts, modality)
+        texts = [p.text for p in resolved]
+        terms = [p.term for p in resolved]
         timings: dict[str, float] = {}
         if cancel is not None:
             cancel.check()
@@ -157,7 +177,7 @@ class SATEngine:
 
         t = time.perf_counter()
         with torch.inference_mode():
-            q = self.queries.get(texts, modality)
+            q = self.queries.get(terms, modality)
         q = torch.as_tensor(q, dtype=torch.float32)
         if q.ndim != 2 or q.shape[0] != len(texts):
             raise ModelError(
@@ -174,6 +194,8 @@ class SATEngine:
         group = max(1, min(len(texts), int(self.config.max_accumulator_bytes // (4 * voxels + 1))))
         masks: dict[str, np.ndarray] = {}
         probs: dict[str, np.ndarray] = {}
+        found: dict[str, bool] = {}
+        reasons: dict[str, str] = {}
         timings["tiles"] = timings["postprocess"] = 0.0
         tiles: dict = {}
         for g0 in range(0, len(texts), group):
@@ -200,6 +222,8 @@ class SATEngine:
                 m, p = source_mask_from_prob(prob[i], pre.grid, self.config.threshold)
                 masks[text] = m
                 probs[text] = p.astype(np.float16)
+                found[text] = bool(m.any())
+                reasons[text] = "" if found[text] else f"no voxel above the model's threshold {self.config.threshold:g}"
                 if progress:
                     progress("postprocess", g0 + i + 1, len(texts))
             del prob
@@ -217,7 +241,8 @@ class SATEngine:
             "roi_box": box,
             **tiles,
         }
-        return EngineResult(masks=masks, probabilities=probs, timings=timings, info=info)
+        return EngineResult(masks=masks, probabilities=probs, timings=timings, info=info, found=found,
+                            reasons=reasons, prompts={p.text: p for p in resolved})
 
 
 # -- query providers ------------------------------------------------------------------
@@ -252,6 +277,7 @@ class TableQueries:
     """
 
     FORMAT = "textseg-query-table-1"
+    free_text = False
 
     def __init__(self, table: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         self.table = {m: {t.lower(): torch.as_tensor(v).float() for t, v in terms.items()} for m, terms in table.items()}

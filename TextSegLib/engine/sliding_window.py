@@ -1,6 +1,6 @@
 """Sliding-window inference with SAT's tiling and Gaussian blending.
 
-Tiling facts (from ``/work/shared/sat-reference/tiling.json``): per axis of
+Tiling facts (from ``Testing/Data/sat-reference/tiling.json``): per axis of
 size ``s`` with tile ``c`` and stride ``c // 2`` there are
 ``max(ceil(s / (c/2)) - 1, 1)`` tiles; a tile that overruns is moved to end at
 the border (or starts at 0 when the image is shorter than the tile, and is

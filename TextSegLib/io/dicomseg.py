@@ -14,7 +14,8 @@ Per segment (from its Slicer terminology string, parsed by
   (``segment.meta['refined']``), or ``segment.meta['algorithm_type']``;
 * Segmentation Algorithm Identification: name ``TextSeg``, TextSeg's version,
   family *Artificial Intelligence*, source = the model name, and Algorithm
-  Parameters ``model=…,weights_sha256=…,concept=…,prompt=…`` (values
+  Parameters ``model=…,weights_sha256=…,concept=…,term=…,prompt=…`` (term:
+  what the model was queried with) (values
   percent-encoded, so a prompt with commas stays one value);
 * Segment Description = the prompt text.
 
@@ -152,6 +153,7 @@ def _parameters(segmentation: Segmentation, segment: Segment) -> dict[str, str]:
         "model": segment.meta.get("model") or segmentation.meta.get("model") or "",
         "weights_sha256": segment.meta.get("weights_sha256") or segmentation.meta.get("weights_sha256") or "",
         "concept": segment.concept_id or "",
+        "term": segment.meta.get("term") or "",
         "prompt": segment.meta.get("prompt") or "",
     }
     return {k: quote(str(v), safe=" ()/:;+-_.'") for k, v in values.items() if v}

@@ -280,7 +280,7 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False,
         )
     if p.exists() and not overwrite:
         raise OutputPathError(f"{p}: already exists; TextSeg does not overwrite files.",
-                              "Choose a new name or delete the old file first.")
+                              "Choose a new name, or pass --overwrite to replace it.")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise OutputPathError(f"{p}: the folder {parent} does not exist.", "Create it first or choose another folder.")

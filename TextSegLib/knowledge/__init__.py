@@ -30,7 +30,11 @@ def _vocab(tree: KnowledgeTree, vocabulary, modality: str) -> Vocabulary:
 
     if isinstance(vocabulary, Vocabulary):
         return vocabulary
-    return tree.vocabulary(None if vocabulary is None else list(vocabulary), normalize_modality(modality))
+    if vocabulary is None:
+        return tree.vocabulary(None, normalize_modality(modality))
+    from .resolved import model_vocabulary_index  # the same term -> concept mapping as resolution
+
+    return model_vocabulary_index(list(vocabulary), normalize_modality(modality), tree)[0]
 
 
 def suggest(query: str, limit: int = 10, modality: str = "", vocabulary: Iterable[str] | Vocabulary | None = None,

@@ -393,3 +393,42 @@ def _sat_engine(folder: Path, man: dict, device: str, precision: str, name: str)
     cfg = InferenceConfig(preprocess=pre, patch_size=patch, threshold=float(inf.get("threshold", 0.5)),
                           device=device, precision=precision)
     return SATEngine(model, provider, cfg, name=name)
+
+
+def model_vocabulary(name: str | None = None, path: str | os.PathLike | None = None) -> tuple[str, dict[str, list[str]], bool]:
+    """``(model name, {modality: trained terms}, free_text)`` of a model without loading its weights.
+
+    textseg-mini's terms come from its ``config.json``; a SAT model's are SAT's vocabulary (its
+    text tower also encodes free text); a query-table model knows only its table's terms."""
+    entry = None
+    if path is not None:
+        folder = Path(path).expanduser()
+        label = folder.name
+    else:
+        name = name or default_model_name()
+        key = _find(name, load_catalog())
+        entry = load_catalog()[key] if key else None
+        label = entry.name if entry else name
+        if entry is not None and entry.architecture == "bundled" and _find(name, registered()) is None:
+            folder = resource_path(*Path(entry.source["path"]).parts, must_exist=False)
+        else:
+            try:
+                folder = model_path(name)
+            except ModelError:
+                if entry is not None and entry.architecture == "sat":  # not downloaded: SAT's terms are known
+                    return label, sat_vocabulary(), True
+                raise
+    man = describe_folder(folder, entry)
+    if man["architecture"] == "bundled":
+        try:
+            cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            return label, {m: list(t) for m, t in cfg.get("concepts", {}).items()}, False
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{folder / 'config.json'}: unreadable ({exc}).", "Reinstall the model.") from None
+    q = man.get("queries") or {}
+    if q.get("type") == "table":
+        from ..engine.sat_engine import TableQueries
+
+        table = TableQueries.load(folder / q["file"])
+        return label, {m: table.vocabulary(m) for m in table.table}, False
+    return label, sat_vocabulary(), True

@@ -100,16 +100,35 @@ class RemoteEngine:
             self._vocab[m] = list(self._request("GET", "/v1/vocabulary", params={"modality": m}).json()["terms"])
         return list(self._vocab[m])
 
-    def segment(self, volume: Volume, prompts: Sequence[str], *, modality: str | None = None,
+    @property
+    def free_text(self) -> bool:
+        """Whether the served model encodes free text (from ``/v1/info``; assumed yes if unsaid)."""
+        return bool(self.info().get("free_text", True))
+
+    @property
+    def modalities(self) -> tuple[str, ...] | None:
+        mods = self.info().get("modalities")
+        return tuple(mods) if mods else None
+
+    def segment(self, volume: Volume, prompts: Sequence, *, modality: str | None = None,
                 roi_ras: tuple[Sequence[float], Sequence[float]] | None = None,
                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> EngineResult:
-        """Upload, poll with progress, fetch the masks (on ``volume``'s grid)."""
+        """Upload, poll with progress, fetch the masks (on ``volume``'s grid).
+
+        Prompts are resolved here against the server's vocabulary (the same rule as a local
+        engine); the server is sent each prompt's term, and the result is keyed by its text."""
+        from ..knowledge.resolved import engine_prompts
+
         t0 = time.perf_counter()
-        texts = list(dict.fromkeys(p.strip() for p in prompts if p and p.strip()))
-        if not texts:
+        if not [p for p in prompts if (p if isinstance(p, str) else getattr(p, "text", "")).strip()]:
             raise TerminologyError("No prompt given.", "Name at least one structure, e.g. liver.")
         volume.validate(check_values=True)
         mod = normalize_modality(modality) if modality else volume.modality
+        resolved = engine_prompts(self, prompts, mod)
+        by_term: dict[str, str] = {}
+        for p in resolved:
+            by_term.setdefault(p.term, p.text)
+        texts = list(by_term)
         if cancel is not None:
             cancel.check()
         if progress:
@@ -142,7 +161,18 @@ class RemoteEngine:
         timings.update({f"server_{k}": float(v) for k, v in server_timings.items()})
         timings["total"] = time.perf_counter() - t0
         info = {**info, "server": self.url, "upload_bytes": upload_bytes, "result_bytes": len(r.content)}
-        return EngineResult(masks=masks, probabilities=probs, timings=timings, info=info)
+        res = EngineResult(masks={}, probabilities={}, timings=timings, info=info)
+        found, reasons = info.pop("found", None) or {}, info.pop("reasons", None) or {}
+        info.pop("prompts", None)
+        for p in resolved:
+            term = p.term
+            res.masks[p.text] = masks[term]
+            if term in probs:
+                res.probabilities[p.text] = probs[term]
+            res.found[p.text] = bool(found.get(term, masks[term].any()))
+            res.reasons[p.text] = str(reasons.get(term, ""))
+            res.prompts[p.text] = p
+        return res
 
     def _wait(self, jid: str, progress: ProgressCallback | None, cancel: CancelToken | None) -> dict[str, Any]:
         last = None

@@ -108,9 +108,11 @@ class JobManager:
                                  progress=progress, cancel=job.cancel)
             job.cancel.check()
             job.stage = "packing"
+            info = {**res.info, "found": {k: res.is_found(k) for k in res.masks}, "reasons": dict(res.reasons),
+                    "prompts": {k: p.to_json() for k, p in res.prompts.items()}}
             job.result = protocol.encode_result(volume.shape, res.masks,
                                                 res.probabilities if opts["probabilities"] else None,
-                                                res.timings, res.info)
+                                                res.timings, info)
             job.state = job.stage = "done"
         except CancelledError:
             job.state = job.stage = "cancelled"
@@ -206,7 +208,8 @@ def create_app(engine_factory: Callable[[], Engine], *, api_key: str | None = No
         return {"server": "TextSeg", "version": __version__, "protocol": protocol.VERSION, "model": engine.name,
                 "device": str(getattr(engine, "device", "unknown")), "vocabulary_size": vocab,
                 "limits": {"max_upload_mb": max_upload_mb, "max_voxels": max_voxels, "result_ttl_s": result_ttl_s},
-                "busy": active is not None}
+                "busy": active is not None, "free_text": bool(getattr(engine, "free_text", True)),
+                "modalities": list(getattr(engine, "modalities", None) or [])}
 
     @app.get("/v1/vocabulary")
     async def vocabulary(modality: str = "ct") -> dict:

@@ -54,10 +54,8 @@ def _make_engine_class():
             t = time.perf_counter()
             kept = []
             for text, mask in res.masks.items():
-                concept = self.concept_of.get(normalize_prompt(text))
-                if concept is None:
-                    name = self.queries._tree_name(text, volume.modality or "ct")  # type: ignore[attr-defined]
-                    concept = normalize_prompt(name) if name else None
+                rp = res.prompts.get(text)
+                concept = self.concept_of.get(normalize_prompt(rp.term if rp is not None else text))
                 if concept in SINGLE_COMPONENT and mask.any():
                     res.masks[text] = _largest_component(mask)
                     kept.append(text)

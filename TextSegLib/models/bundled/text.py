@@ -100,8 +100,11 @@ class MiniQueryProvider:
 
     Known terms (exact match after lower-casing, or the knowledge tree's
     preferred name of the prompt) use the cached embeddings shipped with the
-    weights; any other text runs MiniLM.
+    weights; any other text runs MiniLM. The engine does not accept free text
+    (``free_text = False``): MiniLM only serves research use of ``use_tree=False``.
     """
+
+    free_text = False
 
     def __init__(self, head: QueryHead, terms: Sequence[str], term_embeddings: np.ndarray,
                  vocabulary: dict[str, list[str]] | None = None, use_tree: bool = True) -> None:
