@@ -202,10 +202,14 @@ class TextSegController:
         self.panel.undo_button.setEnabled(self.logic.history.can_undo(node))
 
     def export(self, path: str) -> None:
-        """Export button: save the output segmentation as .seg.nrrd (never overwriting)."""
+        """Export button: save the output segmentation as .seg.nrrd, or DICOM SEG for a
+        ``.dcm`` name (never overwriting)."""
         node = self.segmentation_node()
         if node is None:
             self.panel.status_label.setText("Nothing to export yet: run a segmentation first.")
+            return
+        if path.lower().endswith(".dcm"):
+            self._export_dicom_seg(node, path)
             return
         if not path.endswith(".seg.nrrd"):
             path = path.rsplit(".", 1)[0] + ".seg.nrrd" if path.endswith((".nrrd", ".seg")) else path + ".seg.nrrd"
@@ -215,6 +219,17 @@ class TextSegController:
             self.panel.status_label.setText(str(exc))
             return
         self.panel.status_label.setText(f"Saved {path}")
+
+    def _export_dicom_seg(self, node: Any, path: str) -> None:
+        from TextSegLogicLib.dicom_export import export_dicom_seg
+
+        try:
+            report = export_dicom_seg(self.logic, self.volume_node(), node, path)
+        except TextSegError as exc:
+            self.panel.status_label.setText(str(exc))
+            return
+        empty = f"; not found, left out: {', '.join(report.empty_segments)}" if report.empty_segments else ""
+        self.panel.status_label.setText(f"Saved DICOM SEG {path} ({len(report.segments)} segment(s){empty})")
 
     def undo(self) -> None:
         node = self.segmentation_node()

@@ -135,7 +135,7 @@ class TextSegPanel(QtWidgets.QWidget):
         self.export_button = QtWidgets.QPushButton("Export...")
         self.export_button.setObjectName("exportButton")
         self.export_button.setEnabled(False)
-        self.export_button.setToolTip("Save the segmentation as .seg.nrrd (available after a run).")
+        self.export_button.setToolTip("Save the segmentation as .seg.nrrd or DICOM SEG (available after a run).")
         self.export_button.clicked.connect(self._on_export)
         for b in (self.show3d_button, self.undo_button, self.export_button):
             row.addWidget(b)
@@ -278,7 +278,7 @@ class TextSegPanel(QtWidgets.QWidget):
             self.model_combo.setCurrentIndex(usable[0])
 
     def _on_export(self) -> None:
-        path = qc.save_file_name(self, "Save segmentation", "Segmentation (*.seg.nrrd)")
+        path = qc.save_file_name(self, "Save segmentation", "Segmentation (*.seg.nrrd);;DICOM SEG (*.dcm)")
         if path and self.on_export:
             self.on_export(str(path))
 

@@ -56,9 +56,9 @@ def describe(volume: Volume) -> dict:
     return info
 
 
-def describe_segmentation(seg, name: str, image: Volume | None = None) -> dict:
-    """A JSON-ready summary of a ``.seg.nrrd`` (grid and segments, each measured; intensities
-    inside each segment when the scan ``image`` is given)."""
+def describe_segmentation(seg, name: str, image: Volume | None = None, fmt: str = "Slicer segmentation") -> dict:
+    """A JSON-ready summary of a ``.seg.nrrd`` or DICOM SEG (grid and segments, each measured;
+    intensities inside each segment when the scan ``image`` is given)."""
     from ..measurements import measure
 
     if image is not None and (tuple(image.shape) != tuple(seg.shape)
@@ -82,7 +82,7 @@ def describe_segmentation(seg, name: str, image: Volume | None = None) -> dict:
                          "type": "^".join(t.type) if t else "",
                          "type_modifier": "^".join(t.type_modifier) if t and t.type_modifier else "",
                          "concept_id": s.concept_id or "", **row})
-    return {"name": name, "format": "Slicer segmentation", "shape": list(seg.shape),
+    return {"name": name, "format": fmt, "shape": list(seg.shape),
             "spacing_mm": [round(float(v), 6) for v in spacing],
             "origin_ras_mm": [round(float(v), 4) for v in m[:3, 3]],
             "orientation": orientation_code(direction), "overlapping_pairs": len(seg.overlaps()),
@@ -96,14 +96,18 @@ def _seg_text(info: dict) -> str:
              f"  origin       ({', '.join(f'{v:g}' for v in info['origin_ras_mm'])}) mm RAS",
              f"  orientation  {info['orientation']}",
              f"  segments     {len(info['segments'])} ({info['overlapping_pairs']} overlapping pair(s))"]
+    if info.get("model"):
+        lines.insert(-1, f"  model        {info['model']}")
     for s in info["segments"]:
         modifier = f" ({s['type_modifier'].split('^')[-1]})" if s["type_modifier"] else ""
         inten = "" if s["mean"] is None else \
             f"  {s['mean']:.1f} ± {s['std']:.1f} [{s['min']:g}, {s['max']:g}]"
         lines.append(f"    {s['name']:<28s} {s['volume_ml']:>9.1f} mL {s['voxels']:>10,d} voxels{inten}  "
-                     f"{s['type']}{modifier}")
+                     f"{s['type'] or ('(no code)' if 'algorithm_type' in s else '')}{modifier}"
+                     + (f"  [{s['algorithm_type']}]" if s.get("algorithm_type") else ""))
     if info["segments"] and info["segments"][0]["mean"] is None:
-        lines.append("  (add --image SCAN for the intensities inside each segment)")
+        lines.append("  (add --image SCAN for the intensities inside each segment"
+                     + (", and the scan's full grid)" if "algorithm_type" in info["segments"][0] else ")"))
     return "\n".join(lines)
 
 
@@ -133,11 +137,11 @@ def _text(info: dict) -> str:
 @click.option("--series-uid", default=None, help="DICOM series to read when a folder holds several.")
 @modality_option("Override the modality guess.")
 @click.option("--image", "image_path", type=click.Path(exists=True), default=None,
-              help="For a .seg.nrrd: the scan it was made on, to report intensities inside each segment.")
+              help="For a .seg.nrrd or DICOM SEG: the scan it was made on, to report intensities inside each segment.")
 def command(path: str, as_json: bool, series_uid: str | None, modality: str | None,
             image_path: str | None = None) -> None:
     """Show geometry, modality guess and intensity range of a scan (file or DICOM folder),
-    or the grid and segments of a Slicer .seg.nrrd."""
+    or the grid and segments of a Slicer .seg.nrrd or a DICOM SEG file."""
     from ..io.volumes import read_volume
 
     if path.lower().endswith(".seg.nrrd"):
@@ -147,6 +151,22 @@ def command(path: str, as_json: bool, series_uid: str | None, modality: str | No
 
         image = read_volume(image_path, modality=modality) if image_path else None
         info = describe_segmentation(read_seg_nrrd(path), Path(path).name, image)
+        click.echo(json.dumps(info, indent=2) if as_json else _seg_text(info))
+        return
+    from ..io.dicomseg_read import is_dicom_seg
+
+    if is_dicom_seg(path):
+        from pathlib import Path
+
+        from ..io.dicomseg_read import read_dicom_seg
+
+        image = read_volume(image_path, modality=modality) if image_path else None
+        seg = read_dicom_seg(path, reference=image)
+        info = describe_segmentation(seg, Path(path).name, image, f"DICOM SEG {seg.meta['segmentation_type']}")
+        info["model"] = seg.meta.get("model", "")
+        for d, segment in zip(info["segments"], seg):
+            d["algorithm_type"] = segment.meta.get("algorithm_type", "")
+            d["prompt"] = segment.meta.get("prompt", "")
         click.echo(json.dumps(info, indent=2) if as_json else _seg_text(info))
         return
     volume = read_volume(path, modality=modality, series_uid=series_uid)

@@ -16,6 +16,7 @@ from typing import Sequence
 import click
 
 from ..errors import GeometryError, OutputPathError
+from . import dicom_outputs
 from .options import modality_option, set_threads, threads_option
 
 
@@ -69,10 +70,10 @@ def write_stats(rows, path: Path, overwrite: bool) -> Path:
 
 
 @click.command("segment")
-@click.argument("image", type=click.Path(exists=True))
+@click.argument("image", type=click.Path(exists=True), required=False)
 @click.option("-p", "--prompt", "prompts", multiple=True, required=True,
               help='Structure to segment (repeatable; "liver, spleen" is two prompts, "kidney, left" one).')
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .seg.nrrd (or .nii.gz).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .seg.nrrd (or .nii.gz, or .dcm for DICOM SEG).")
 @click.option("--model", "model_name", help="Catalog or registered model (default: see `textseg models list`).")
 @click.option("--model-path", type=click.Path(exists=True, file_okay=False), help="A model folder to use directly.")
 @click.option("--device", default="auto", show_default=True, help="auto, cuda, cuda:N, mps or cpu.")
@@ -87,10 +88,11 @@ def write_stats(rows, path: Path, overwrite: bool) -> Path:
 @click.option("--quiet", "-q", is_flag=True, help="Print only warnings, errors and the written paths.")
 @click.option("--server", help="Run on a `textseg serve` server at this URL instead of locally.")
 @click.option("--api-key", envvar="TEXTSEG_API_KEY", help="API key for --server (or set TEXTSEG_API_KEY).")
+@dicom_outputs.dicomweb_options
 def command(image: str, prompts: tuple[str, ...], output: str, model_name: str | None, model_path: str | None,
             device: str, precision: str, modality: str | None, roi: str | None, nifti: bool,
             stats_path: str | None, threads: int, overwrite: bool, quiet: bool, server: str | None = None,
-            api_key: str | None = None) -> None:
+            api_key: str | None = None, **dicomweb) -> None:
     """Segment the structures named by the prompts in IMAGE (file or DICOM folder)."""
     from ..engine.results import to_segmentation
     from ..io import check_output_path, read_volume, write_nifti_labels, write_seg_nrrd
@@ -99,9 +101,10 @@ def command(image: str, prompts: tuple[str, ...], output: str, model_name: str |
     from ..models.catalog import load_engine
 
     say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
+    image = dicom_outputs.resolve_input(image, dicomweb)
     out = Path(output)
     is_nifti_out = out.name.lower().endswith((".nii", ".nii.gz"))
-    check_output_path(out, overwrite, formats={".seg.nrrd": "", ".nrrd": "", ".nii.gz": "", ".nii": ""})
+    check_output_path(out, overwrite, formats={".seg.nrrd": "", ".nrrd": "", ".nii.gz": "", ".nii": "", ".dcm": ""})
     nifti_path = None
     if nifti and not is_nifti_out:
         nifti_path = out.with_name(out.name[: -len(".seg.nrrd")] if out.name.lower().endswith(".seg.nrrd")
@@ -117,6 +120,7 @@ def command(image: str, prompts: tuple[str, ...], output: str, model_name: str |
     set_threads(threads)
 
     volume = read_volume(image, modality=modality)
+    dicom_outputs.precheck(volume, out, dicomweb)
     if not modality and volume.meta.get("modality_reason"):
         say(f"Modality: {volume.modality} ({volume.meta['modality_reason']}); override with --modality.")
     if server:
@@ -160,7 +164,9 @@ def command(image: str, prompts: tuple[str, ...], output: str, model_name: str |
                     found=result.is_found(p.text), reason=result.reasons.get(p.text, "")) for p in resolved]
     written = []
     if len(seg):
-        written = write_nifti_labels(seg, out, overwrite) if is_nifti_out else [write_seg_nrrd(seg, out, overwrite)]
+        if not dicom_outputs.is_dicom_output(out):
+            written = write_nifti_labels(seg, out, overwrite) if is_nifti_out else [write_seg_nrrd(seg, out, overwrite)]
+        written += dicom_outputs.finish(seg, volume, out, overwrite, engine, dicomweb, model_name, model_path)
         if nifti_path is not None:
             written += write_nifti_labels(seg, nifti_path, overwrite)
     else:

@@ -1,0 +1,80 @@
+"""DICOM SEG export and "Send to PACS" for a segmentation node (TextSegLib does the writing).
+
+The source series is found through the volume node's ``DICOM.instanceUIDs``
+attribute (set by Slicer's DICOM import) and the DICOM database
+(``slicer.dicomDatabase.fileForInstance``); tests and scripts may pass the
+lookup themselves. Segments TextSeg made and nobody changed are
+``AUTOMATIC``; refined or edited ones ``SEMIAUTOMATIC``; segments drawn by the
+user ``MANUAL``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from TextSegLib.io.dicomseg import DicomSegError, SegWriteReport, write_dicom_seg
+from TextSegLib.segmentation import Segment, Segmentation
+
+from . import mrml_io
+from .mrml_io import TAG_CREATED_BY, TAG_DIGEST, TAG_PROMPT, segment_tag
+
+
+def source_files(volume_node: Any, file_for_instance: Callable[[str], str] | None = None) -> list[str]:
+    """The DICOM files of the series a volume node was loaded from."""
+    uids = (volume_node.GetAttribute("DICOM.instanceUIDs") or "").split()
+    if not uids:
+        raise DicomSegError(f"{volume_node.GetName()}: was not loaded from DICOM, so a DICOM SEG cannot reference it.",
+                            "Load the series through Slicer's DICOM module, or export .seg.nrrd instead.")
+    if file_for_instance is None:
+        import slicer
+
+        database = getattr(slicer, "dicomDatabase", None)
+        if database is None:
+            raise DicomSegError("Slicer's DICOM database is not open.", "Open the DICOM module once, then export again.")
+        file_for_instance = database.fileForInstance
+    files = [file_for_instance(uid) for uid in uids]
+    missing = sum(1 for f in files if not f)
+    if missing:
+        raise DicomSegError(f"{volume_node.GetName()}: {missing} of its {len(uids)} DICOM files are not in the database.",
+                            "Import the series into the DICOM database again.")
+    return files
+
+
+def segmentation_from_node(logic: Any, volume_node: Any, segmentation_node: Any) -> Segmentation:
+    """A TextSegLib Segmentation (masks on the volume's grid, names, codes, colours, prompts)."""
+    volume = logic.volume(volume_node, "")
+    out = Segmentation(volume)
+    segmentation = segmentation_node.GetSegmentation()
+    for i in range(segmentation.GetNumberOfSegments()):
+        sid = segmentation.GetNthSegmentID(i)
+        s = segmentation.GetSegment(sid)
+        mask = mrml_io.segment_array_ijk(logic.segmentations_logic, segmentation_node, sid, volume)
+        meta: dict = {}
+        if segment_tag(s, TAG_CREATED_BY) == "TextSeg":
+            meta["prompt"] = segment_tag(s, TAG_PROMPT)
+            unchanged = mrml_io.segment_digest(logic.segmentations_logic, segmentation_node, sid) == segment_tag(s, TAG_DIGEST)
+            meta["algorithm_type"] = "AUTOMATIC" if unchanged else "SEMIAUTOMATIC"
+        else:
+            meta["algorithm_type"] = "MANUAL"
+        term = s.GetTerminology() if hasattr(s, "GetTerminology") else ""
+        out.add(Segment(s.GetName(), mask, terminology=term or "", color=tuple(s.GetColor()), meta=meta),
+                on_conflict="rename")
+    engine = getattr(logic, "loaded_engine", None)
+    if engine is not None and getattr(engine, "name", ""):
+        out.meta["model"] = engine.name
+    return out
+
+
+def export_dicom_seg(logic: Any, volume_node: Any, segmentation_node: Any, path: str, *,
+                     segmentation_type: str = "BINARY", overwrite: bool = False,
+                     file_for_instance: Callable[[str], str] | None = None) -> SegWriteReport:
+    """Write the segmentation node as a DICOM SEG referencing the volume's source series."""
+    files = source_files(volume_node, file_for_instance)
+    seg = segmentation_from_node(logic, volume_node, segmentation_node)
+    return write_dicom_seg(seg, files, path, segmentation_type=segmentation_type, overwrite=overwrite)
+
+
+def send_to_pacs(path: str, url: str, token: str | None = None, user: str | None = None) -> list[str]:
+    """STOW-RS a written SEG to a DICOMweb server; returns the accepted SOP Instance UIDs."""
+    from TextSegLib.pacs import PacsClient, resolve_settings
+
+    return PacsClient(resolve_settings(url, token=token, user=user)).push([path])
