@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "segment": ".segment",
     "models": ".models",
     "serve": ".serve",
+    "batch": ".batch",
 }
 
 
