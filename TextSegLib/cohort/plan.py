@@ -94,9 +94,8 @@ def prompt_table(texts: Sequence[str], facts: EngineFacts, explicit: set[str], g
     for m in sorted(explicit):
         table.prompts[m] = _resolve(items, facts, m)  # raises: the run stops before any case
     if guessed:
-        candidates = [m for m in (facts.modalities or ALL_MODALITIES) if m not in explicit]
-        failures: dict[str, dict[str, str]] = {}
-        for m in candidates:
+        failures: dict[str, dict[str, str]] = {m: {} for m in explicit}
+        for m in [m for m in (facts.modalities or ALL_MODALITIES) if m not in explicit]:
             ok, bad = [], {}
             for t in items:
                 try:
@@ -108,7 +107,7 @@ def prompt_table(texts: Sequence[str], facts: EngineFacts, explicit: set[str], g
                     table.errors[m] = str(exc)
                     break
                 except TerminologyError as exc:
-                    bad[t] = str(exc)
+                    bad[t] = exc.message
             if m in table.errors:
                 continue
             failures[m] = bad
@@ -123,7 +122,7 @@ def prompt_table(texts: Sequence[str], facts: EngineFacts, explicit: set[str], g
         for t in items:
             per = [failures[m][t] for m in failures if t in failures[m]]
             if failures and len(per) == len(failures):
-                raise TerminologyError(per[0].split(" Nearest")[0].rstrip(".") + " (in any modality).",
+                raise TerminologyError(f"Prompt {t!r} cannot be segmented in any modality: {per[0]}",
                                        "Fix or remove the prompt; `textseg terms TEXT` shows the terms the model knows.")
         for m, bad in table.skipped.items():
             for t, why in bad.items():

@@ -12,6 +12,7 @@ class Progress:
         self.total, self.done, self.failed = total, 0, 0
         self.t0 = time.perf_counter()
         self.bar = None
+        self.enabled = enabled
         if enabled and total and sys.stderr.isatty():
             from tqdm import tqdm
 
@@ -43,7 +44,7 @@ class Progress:
         if self.bar is not None:
             self.bar.update(1)
             self._postfix()
-        elif self.total:
+        elif self.enabled and self.total:
             eta = self.eta()
             print(f"[{self.done + self.failed}/{self.total}] {record.get('case_id')}: {record.get('state')}"
                   + (f" ({record.get('error')})" if record.get("error") else "")

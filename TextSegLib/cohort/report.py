@@ -4,7 +4,8 @@ One row per case: status, modality, time, each structure's volume (not found and
 outliers marked), the error of a failed case, and the overlay thumbnails (``cases/<case>/qc.png``,
 beside the page). Columns sort on click; the filter shows failed cases, cases with a structure
 not found, or cases with a volume outlier. When every image has loaded (or failed to), the page
-sets ``data-images-loaded`` / ``data-images-broken`` on ``<body>`` (for headless checks).
+sets ``data-images-loaded`` / ``data-images-broken`` on ``<body>`` (for headless checks);
+``report.html#filter=failed`` opens it filtered.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:3px 6px;verti
 th{background:#f2f2f2;cursor:pointer;position:sticky;top:0;user-select:none}th.sorted-asc:after{content:" \\25B2"}
 th.sorted-desc:after{content:" \\25BC"}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.failed td.status{background:#fbd5d5}tr.done td.status{background:#d8f3dc}.nf{color:#999;font-style:italic}
-.out{background:#ffe8a3;font-weight:600}.err{color:#a00;max-width:320px}img.qc{height:96px;display:block}
+.out{background:#ffe8a3;font-weight:600}.err{color:#a00;max-width:320px;overflow-wrap:anywhere}img.qc{width:300px;display:block}
 .counts span{display:inline-block;margin-right:12px}
 """
 
@@ -42,6 +43,7 @@ _JS = """
     });
     document.getElementById('shown').textContent=n;
   }
+  var m=/filter=([a-z]+)/.exec(location.hash); if(m) document.getElementById('filter').value=m[1];
   document.getElementById('filter').onchange=apply; document.getElementById('search').oninput=apply;
   Array.prototype.forEach.call(table.tHead.rows[0].cells,function(th,i){
     th.onclick=function(){
