@@ -127,3 +127,24 @@ def test_case_folder_is_all_or_nothing(tmp_path):
     g = CaseFolder(tmp_path, "c2")  # left half-made by a crash
     (g.path / "x").write_text("partial")
     assert clean_partial(tmp_path) == 1 and not any((tmp_path / ".staging").iterdir())
+
+
+def test_detached_batch_runs_on_and_reports_progress(tmp_path):
+    import time
+
+    from _cohort_helpers import broken_cases
+
+    from TextSegLib.cohort.detached import read_progress, start_batch
+
+    scans = broken_cases(tmp_path / "scans")
+    run = tmp_path / "run"
+    pid = start_batch(tmp_path / "scans", run, ["liver"], ["--device", "cpu", "--quiet"])
+    assert pid > 0
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        p = read_progress(run)
+        if p["state"] in ("finished", "interrupted", "stopped") and p["pid"] is None and p["done"] + p["failed"]:
+            break
+        time.sleep(0.5)
+    assert (p["state"], p["failed"], p["done"]) == ("finished", len(scans), 0), p
+    assert p["report"] and os.path.isfile(p["report"])
