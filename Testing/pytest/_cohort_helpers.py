@@ -66,3 +66,27 @@ def textseg(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProce
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-m", "TextSegLib.cli.main", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=str(REPO), **kw)
+
+
+def kill_one_worker_when_a_case_is_done(run: Path, killed: list, stop) -> None:
+    """Watch the manifest; SIGKILL the worker process (a pool worker or Ray actor this test
+    started) that finished the first case; it is then busy with the next one."""
+    import json
+    import signal
+    import time
+
+    while not stop.is_set():
+        p = run / "manifest.jsonl"
+        if p.is_file():
+            for line in p.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("state") == "done" and rec.get("worker"):
+                    pid = int(rec["worker"].rsplit(":", 1)[1])
+                    time.sleep(0.5)
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+        time.sleep(0.2)

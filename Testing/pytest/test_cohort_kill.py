@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from _cohort_helpers import DATA, REPO, crop
+from _cohort_helpers import DATA, REPO, crop, kill_one_worker_when_a_case_is_done
 
 pytestmark = pytest.mark.slow  # ~1-2 min: six real runs of the bundled model
 
@@ -84,3 +84,33 @@ def test_sigterm_and_sigkill_at_random_points_lose_and_repeat_nothing(tmp_path):
     rows = (run / "measurements.csv").read_text().strip().splitlines()[1:]
     assert sorted(r.split(",")[0] for r in rows) == sorted(latest)  # one row per case x structure
     assert not any((run / ".staging").iterdir()) if (run / ".staging").exists() else True
+
+
+def test_a_killed_worker_process_loses_no_case(tmp_path):
+    """--workers 2: SIGKILL one worker process mid-run; its case is run again on a new worker."""
+    import threading
+
+    from TextSegLib.cohort import BatchConfig, EngineSpec, run_batch
+    from TextSegLib.cohort.manifest import read_manifest
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    first = crop(DATA / "totalsegmentator" / "example_ct_sm.nii.gz", scans / "case0.nii.gz",
+                 (slice(40, 80), slice(30, 70), slice(0, 24)))
+    for i in range(1, 5):
+        shutil.copy(first, scans / f"case{i}.nii.gz")
+    run = tmp_path / "run"
+    killed: list[int] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=kill_one_worker_when_a_case_is_done, args=(run, killed, stop))
+    watcher.start()
+    try:
+        s = run_batch(BatchConfig(str(scans), str(run), ["liver"], EngineSpec("textseg-mini", device="cpu", threads=1),
+                                  workers=2, progress=False, handle_signals=False), echo=lambda x: None)
+    finally:
+        stop.set()
+        watcher.join()
+    assert killed
+    assert (s.done, s.failed, s.not_run) == (5, 0, 0)
+    latest = _check_consistent(run)
+    assert len({r["worker"] for r in latest.values()}) >= 2

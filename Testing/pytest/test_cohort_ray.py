@@ -2,17 +2,13 @@
 and a worker killed mid-run loses no case."""
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from _cohort_helpers import good_cases
+from _cohort_helpers import good_cases, kill_one_worker_when_a_case_is_done
 
 ray = pytest.importorskip("ray", reason="Ray (the cohort extra) is not installed")
 pytestmark = pytest.mark.slow  # ~1-2 min: a Ray cluster start plus two small cohorts
@@ -30,26 +26,6 @@ def _files(run: Path, cid: str) -> dict[str, bytes]:
     return out
 
 
-def _kill_one_worker_when_a_case_is_done(run: Path, killed: list, stop: threading.Event) -> None:
-    """Watch the manifest; SIGKILL the actor process that finished the first case (it is then
-    busy with the next one)."""
-    while not stop.is_set():
-        p = run / "manifest.jsonl"
-        if p.is_file():
-            for line in p.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if rec.get("state") == "done" and rec.get("worker"):
-                    pid = int(rec["worker"].rsplit(":", 1)[1])
-                    time.sleep(0.5)
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-                    return
-        time.sleep(0.2)
-
-
 def test_ray_two_workers_match_one_worker_and_survive_a_killed_worker(tmp_path):
     from TextSegLib.cohort import BatchConfig, EngineSpec, run_batch
     from TextSegLib.cohort.manifest import read_manifest
@@ -65,7 +41,7 @@ def test_ray_two_workers_match_one_worker_and_survive_a_killed_worker(tmp_path):
 
     killed: list[int] = []
     stop = threading.Event()
-    watcher = threading.Thread(target=_kill_one_worker_when_a_case_is_done, args=(tmp_path / "ray", killed, stop))
+    watcher = threading.Thread(target=kill_one_worker_when_a_case_is_done, args=(tmp_path / "ray", killed, stop))
     watcher.start()
     try:
         two = run_batch(BatchConfig(str(scans), str(tmp_path / "ray"), ["liver", "spleen"], engine, workers=2,

@@ -101,6 +101,14 @@ class PoolBackend:
         return self.pool.submit(_facts).result()
 
     def run(self, tasks: Sequence[CaseTask], on_start: Callable, on_result: Callable, stop: Callable[[], bool]) -> None:
+        try:
+            self._run(tasks, on_start, on_result, stop)
+        except KeyboardInterrupt:  # a second Ctrl-C: abort the running cases too
+            self._kill_pool()
+            self.pool = None
+            raise
+
+    def _run(self, tasks: Sequence[CaseTask], on_start: Callable, on_result: Callable, stop: Callable[[], bool]) -> None:
         queue = list(tasks)[::-1]
         crashes: dict[str, int] = {}
         inflight: dict = {}
@@ -122,7 +130,7 @@ class PoolBackend:
             if broken:  # a worker died: every case in flight is lost with it; retry them on a new pool
                 broken += list(inflight.values())
                 inflight.clear()
-                self.pool.shutdown(wait=False, cancel_futures=True)
+                self._kill_pool()
                 self.pool = self._new_pool()
                 for task in broken:
                     crashes[task.spec.case_id] = crashes.get(task.spec.case_id, 0) + 1
@@ -131,6 +139,17 @@ class PoolBackend:
                                    "state": FAILED, "error": CRASH_ERROR, "attempt": task.attempt, **self.identity})
                     else:
                         queue.append(task)
+
+    def _kill_pool(self) -> None:
+        """End a broken pool's surviving workers before their cases run again elsewhere (two
+        processes must never write the same case)."""
+        procs = list(getattr(self.pool, "_processes", {}).values())
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+        for p in procs:
+            p.join(timeout=30)
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         if self.pool is not None:

@@ -83,6 +83,7 @@ class CaseProcessor:
         self.engine = engine if engine is not None else load_worker_engine(spec)
         self.identity = identity or {"model": getattr(self.engine, "name", "")}
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        from matplotlib import image  # noqa: F401 - the PNG writer's import, paid once per worker, not by case 1
 
     def run(self, task: CaseTask) -> dict:
         t0 = time.perf_counter()
@@ -122,8 +123,10 @@ class CaseProcessor:
         timings["read"] = time.perf_counter() - t
         mod = volume.modality
         if mod in task.table.errors or mod not in task.table.prompts:
+            name = self.identity.get("model", "the model")
             raise TextSegError(task.table.errors.get(mod) or
-                               f"No prompt can be segmented in a {mod or 'unknown-modality'} scan by this model.")
+                               f"{spec.case_id}: {name} was not trained on {(mod or 'this kind of').upper()} scans.",
+                               "Give the right modality (manifest column or --modality), or leave the case out.")
         prompts = task.table.prompts[mod]
         skipped = task.table.skipped.get(mod, {})
         t = time.perf_counter()
@@ -133,8 +136,9 @@ class CaseProcessor:
         t = time.perf_counter()
         meta = {"model": self.identity.get("model", ""), "case_id": spec.case_id}
         seg = to_segmentation(volume, result, meta=meta)
-        for name in task.formats:
-            FORMATS[name].write(seg, volume, folder.path, spec.case_id)
+        written = {}
+        for name in task.formats:  # a format that does not apply (DICOM SEG of a NIfTI input) writes nothing
+            written[name] = [p.name for p in FORMATS[name].write(seg, volume, folder.path, spec.case_id)]
         timings["write"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -165,7 +169,7 @@ class CaseProcessor:
             write_thumbnails(volume, {s.name: s.mask for s in full}, colors, folder.path / THUMBNAIL,
                              rows=[s.name for s in full if found[s.name]])
             timings["thumbnails"] = time.perf_counter() - t
-        return {"modality": mod, "shape": list(volume.shape),
+        return {"modality": mod, "shape": list(volume.shape), "formats": written,
                 "structures": {"found": sum(found.values()), "not_found": len(found) - sum(found.values()) + len(skipped)},
                 "timings": {k: round(v, 4) for k, v in timings.items()},
                 "engine_timings": {k: round(float(v), 4) for k, v in (result.timings or {}).items()}}
