@@ -198,6 +198,12 @@ def run_batch(cfg: BatchConfig, echo: Callable[[str], None] = print) -> BatchSum
     formats = check_formats(cfg.formats)
     listing = load_cases(cfg.source)
     cases = listing.cases
+    if not any(p.strip() for p in cfg.prompts) and any(not c.prompts for c in cases):
+        from ..errors import TerminologyError
+
+        raise TerminologyError("No prompt given" + (" (and some manifest rows name none)." if any(c.prompts for c in cases)
+                                                    else "."),
+                               "Give -p STRUCTURE (repeatable) or --prompts-file, or fill the manifest's prompts column.")
     summary = BatchSummary(run_dir, total=len(cases))
     if listing.ignored:
         echo(f"Ignored {len(listing.ignored)} entr{'y' if len(listing.ignored) == 1 else 'ies'} that are not scans: "
