@@ -142,3 +142,25 @@ def test_unresolvable_prompt_stops_before_any_case(tmp_path):
     lines = (tmp_path / "run" / "manifest.jsonl").read_text().splitlines()
     assert not [ln for ln in lines if '"kind":"case"' in ln]
     assert not (tmp_path / "run" / "cases").exists()
+
+
+def test_prompt_the_model_lacks_for_a_guessed_modality_is_a_not_found_row(tmp_path):
+    """textseg-mini has no 'left lung' for MRI: an MR case (modality guessed) reports it as not
+    found with the reason; the run warns up front."""
+    import pyarrow.parquet as pq
+
+    from TextSegLib.cohort import BatchConfig, EngineSpec, run_batch
+
+    scans = tmp_path / "scans"
+    good = good_cases(scans)
+    for k in ("ct_abdomen", "ct_chest"):
+        good[k].unlink()
+    said = []
+    s = run_batch(BatchConfig(str(scans), str(tmp_path / "run"), ["liver", "left lung"],
+                              EngineSpec("textseg-mini", device="cpu", threads=1), progress=False), echo=said.append)
+    assert (s.done, s.failed) == (1, 0)
+    assert any("left lung" in w and "MRI" in w for w in said)
+    rows = {r["structure"]: r for r in pq.read_table(tmp_path / "run" / "measurements.parquet").to_pylist()}
+    assert rows["left lung"]["found"] is False and "MRI" in rows["left lung"]["reason"]
+    assert rows["left lung"]["voxels"] == 0 and rows["left lung"]["mean"] is None
+    assert rows["Liver"]["found"] is True

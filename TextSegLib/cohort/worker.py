@@ -65,13 +65,19 @@ def one_line(exc: BaseException) -> str:
 
 
 def load_worker_engine(spec: EngineSpec):
-    """The engine, loaded once per worker process; torch threads limited to ``spec.threads``."""
+    """The engine, loaded once per worker process; torch and ITK threads limited to ``spec.threads``."""
     import torch
 
     from ..models.catalog import load_engine
 
-    if spec.threads:
-        torch.set_num_threads(int(spec.threads))
+    if spec.threads:  # every thread pool of the worker, so N workers do not oversubscribe the cores
+        import SimpleITK as sitk
+
+        n = int(spec.threads)
+        torch.set_num_threads(n)
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(n)
     return load_engine(spec.model, spec.model_path, device=spec.device, precision=spec.precision)
 
 
