@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .outputs import CASES
-from .tables import _atomic_bytes
+from .tables import atomic_write_bytes
 from .worker import THUMBNAIL
 
 _CSS = """
@@ -149,4 +149,4 @@ def build_report(run_dir: Path, cases: Sequence[dict], structures: Sequence[str]
 <script>{_JS}</script>
 </body></html>
 """
-    return _atomic_bytes(run_dir / "report.html", page.encode("utf-8"))
+    return atomic_write_bytes(run_dir / "report.html", page.encode("utf-8"))

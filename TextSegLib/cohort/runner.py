@@ -142,9 +142,9 @@ def _select(cases: Sequence[CaseSpec], state, run_dir: Path, cfg: BatchConfig, e
 
 
 def _write_status(run_dir: Path, status: dict) -> None:
-    from .tables import _atomic_bytes
+    from .tables import atomic_write_bytes
 
-    _atomic_bytes(run_dir / STATUS_NAME, json.dumps(status, default=str).encode())
+    atomic_write_bytes(run_dir / STATUS_NAME, json.dumps(status, default=str).encode())
 
 
 def finalize(run_dir: str | Path, cases: Sequence[CaseSpec] | None = None, settings: dict | None = None) -> dict:

@@ -88,7 +88,8 @@ def _cell(v) -> str:
     return str(v)
 
 
-def _atomic_bytes(path: Path, data: bytes) -> Path:
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, rename it onto ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=".textseg-", suffix=path.suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -109,7 +110,7 @@ def write_csv(path: Path, rows: Iterable[dict], columns: Sequence[str]) -> Path:
     w.writerow(columns)
     for r in rows:
         w.writerow([_cell(r.get(c)) for c in columns])
-    return _atomic_bytes(Path(path), buf.getvalue().encode())
+    return atomic_write_bytes(Path(path), buf.getvalue().encode())
 
 
 def write_parquet(path: Path, rows: Sequence[dict]) -> Path | None:
@@ -129,7 +130,7 @@ def write_parquet(path: Path, rows: Sequence[dict]) -> Path | None:
     table = pa.table({c: [r.get(c) for r in rows] for c in COLUMNS}, schema=schema)
     buf = pa.BufferOutputStream()
     pq.write_table(table, buf)
-    return _atomic_bytes(Path(path), buf.getvalue().to_pybytes())
+    return atomic_write_bytes(Path(path), buf.getvalue().to_pybytes())
 
 
 def write_tables(run_dir: Path, rows: list[dict]) -> list[Path]:
