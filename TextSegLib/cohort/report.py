@@ -28,6 +28,7 @@ th.sorted-desc:after{content:" \\25BC"}td.num{text-align:right;font-variant-nume
 tr.failed td.status{background:#fbd5d5}tr.done td.status{background:#d8f3dc}.nf{color:#999;font-style:italic}
 .out{background:#ffe8a3;font-weight:600}.err{color:#a00;max-width:320px;overflow-wrap:anywhere}img.qc{width:300px;display:block}
 .counts span{display:inline-block;margin-right:12px}
+.legend{font-size:11px;color:#444;max-width:300px}.chip{display:inline-block;width:9px;height:9px;margin:0 3px 0 6px;border-radius:2px}
 """
 
 _JS = """
@@ -75,6 +76,11 @@ def _e(x) -> str:
     return html.escape("" if x is None else str(x), quote=True)
 
 
+def _rgb(color) -> str:
+    r, g, b = (int(round(255 * float(v))) for v in list(color)[:3])
+    return f"rgb({r},{g},{b})"
+
+
 def _td(text: str, value, cls: str = "") -> str:
     c = f' class="{cls}"' if cls else ""
     return f'<td{c} data-v="{_e(value)}">{text}</td>'
@@ -83,7 +89,8 @@ def _td(text: str, value, cls: str = "") -> str:
 def build_report(run_dir: Path, cases: Sequence[dict], structures: Sequence[str], *, title: str = "",
                  settings: dict | None = None) -> Path:
     """Write ``report.html``. ``cases``: one dict per case with ``case_id``, ``state``, ``error``,
-    ``modality``, ``seconds`` and ``rows`` (its measurement rows, outliers marked)."""
+    ``modality``, ``seconds``, ``rows`` (its measurement rows, outliers marked) and ``colors``
+    (structure -> RGB, for the picture's legend)."""
     run_dir = Path(run_dir)
     lazy = ' loading="lazy"' if len(cases) > 200 else ""
     counts = {"done": 0, "failed": 0, "pending": 0}
@@ -120,6 +127,10 @@ def build_report(run_dir: Path, cases: Sequence[dict], structures: Sequence[str]
         if state == "done" and (run_dir / CASES / c["case_id"] / THUMBNAIL).is_file():
             src = f"{CASES}/{c['case_id']}/{THUMBNAIL}"
             img = f'<a href="{_e(src)}"><img class="qc" src="{_e(src)}" alt="overlays of {_e(c["case_id"])}"{lazy}></a>'
+            # one chip per row of the picture (found structures, in order), in its colour
+            chips = [f'<span class="chip" style="background:{_rgb(c["colors"][r["structure"]])}"></span>{_e(r["structure"])}'
+                     for r in c.get("rows", []) if r.get("found") and r["structure"] in (c.get("colors") or {})]
+            img += ('<div class="legend">' + " ".join(chips) + "</div>") if chips else ""
         cells.append(_td(img, ""))
         flags = (f' data-failed="{int(state == "failed")}" data-notfound="{int(nf)}" data-outlier="{int(out)}"'
                  f' data-done="{int(state == "done")}" data-case="{_e(c["case_id"])}"')

@@ -158,18 +158,19 @@ def finalize(run_dir: str | Path, cases: Sequence[CaseSpec] | None = None, setti
     all_rows, per_case, structures = [], [], []
     for cid in ids:
         rec = state.cases.get(cid, {"case_id": cid})
-        rows = []
+        rows, colors = [], {}
         if rec.get("state") == DONE:
             try:
-                rows, _ = case_rows(run_dir, cid)
+                rows, colors = case_rows(run_dir, cid)
             except (OSError, ValueError):
-                rows = []
+                rows, colors = [], {}
         for r in rows:
             if r["structure"] not in structures:
                 structures.append(r["structure"])
         all_rows += rows
         per_case.append({"case_id": cid, "state": rec.get("state", ""), "error": rec.get("error", ""),
-                         "modality": rec.get("modality", ""), "seconds": rec.get("seconds"), "rows": rows})
+                         "modality": rec.get("modality", ""), "seconds": rec.get("seconds"), "rows": rows,
+                         "colors": colors})
     mark_outliers(all_rows)
     write_tables(run_dir, all_rows)
     build_report(run_dir, per_case, structures, settings=settings)
