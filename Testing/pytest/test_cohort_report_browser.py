@@ -44,7 +44,8 @@ def run_dir(tmp_path):
         rows = [{"case_id": cid, "structure": "Liver", "found": True, "volume_ml": float(liver.sum() * 0.027)},
                 {"case_id": cid, "structure": "Spleen", "found": i != 2, "volume_ml": 1.0 if i != 2 else 0.0,
                  "reason": "" if i != 2 else "nothing above the threshold"}]
-        cases.append({"case_id": cid, "state": "done", "modality": "ct", "seconds": 3.0 + i, "rows": rows})
+        cases.append({"case_id": cid, "state": "done", "modality": "ct", "seconds": 3.0 + i, "rows": rows,
+                      "colors": {"Liver": (0.87, 0.5, 0.4), "Spleen": (0.6, 0.3, 0.7)}})
     cases.append({"case_id": "broken", "state": "failed", "error": "broken.nii.gz: the file is truncated.", "rows": []})
     mark_outliers([r for c in cases for r in c["rows"]])
     build_report(run, cases, ["Liver", "Spleen"], settings={"model": "textseg-mini", "prompts": ["liver", "spleen"]})
@@ -58,6 +59,7 @@ def test_report_rows_and_images_render_in_chromium(run_dir, tmp_path):
     assert 'data-images-loaded="3"' in body and 'data-images-broken="0"' in body, body
     assert len(re.findall(r'<tr class="done"', dom)) == 3 and len(re.findall(r'<tr class="failed"', dom)) == 1
     assert "the file is truncated" in dom and "not found" in dom
+    assert dom.count('class="legend"') == 3 and "rgb(222,128,102)" in dom  # colour legend under the overlays
     shot = tmp_path / "report.png"
     r = _chromium(tmp_path, "--hide-scrollbars", "--window-size=1200,800", f"--screenshot={shot}", url)
     assert shot.is_file() and shot.stat().st_size > 10_000, r.stderr[-500:]
