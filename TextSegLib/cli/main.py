@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "models": ".models",
     "serve": ".serve",
     "pacs": ".pacs",
+    "batch": ".batch",
 }
 
 
