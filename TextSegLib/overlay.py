@@ -16,6 +16,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 VIEWS = ("axial", "coronal", "sagittal")
+#: (left, right, top, bottom) side labels of each view in radiological convention
+VIEW_MARKERS = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I"), "sagittal": ("A", "P", "S", "I")}
 #: soft-tissue window for CT (HU)
 CT_WINDOW = (-160.0, 240.0)
 
@@ -146,8 +148,14 @@ def write_overlay_png(volume, masks: dict[str, np.ndarray], colors: dict[str, Se
     for ax, (name, cut, px) in zip(axes, view_cuts(_center(union, img.shape), sp)):
         ax.imshow(render_view(cut(img), [(cut(m), colors[k]) for k, m in rmasks.items()], px, win, size=480),
                   interpolation="nearest")
-        ax.set_title(name)
+        ax.set_title(name, pad=16)
         ax.axis("off")
+        left, right, top, bottom = VIEW_MARKERS[name]  # sides inside the image, top/bottom just outside
+        style = dict(transform=ax.transAxes, fontsize=11, fontweight="bold")
+        ax.text(0.02, 0.5, left, ha="left", va="center", color="yellow", **style)
+        ax.text(0.98, 0.5, right, ha="right", va="center", color="yellow", **style)
+        ax.text(0.5, 1.01, top, ha="center", va="bottom", color="darkorange", **style)
+        ax.text(0.5, -0.01, bottom, ha="center", va="top", color="darkorange", **style)
     fig.legend(handles=[Patch(color=colors[k], label=k) for k in masks], loc="lower center",
                ncol=max(1, len(masks)), frameon=False)
     if title:

@@ -9,78 +9,13 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
-from typing import Sequence
-
 import click
-import numpy as np
+
+from ..overlay import write_overlay_png
 
 #: structures the sample shows, plus one it does not (its 40 mm of upper abdomen have no kidney),
 #: so the demo shows a "not found" answer too
 DEMO_PROMPTS = ("liver", "spleen", "aorta", "left kidney")
-
-#: (left, right, top, bottom) side labels of each view in radiological convention
-VIEW_MARKERS = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I"), "sagittal": ("A", "P", "S", "I")}
-
-
-def _ras_array(volume) -> tuple[np.ndarray, np.ndarray]:
-    """Array in RAS axis order (no interpolation) and its per-axis spacing."""
-    from ..engine.resample import make_grid, reorient
-
-    grid = make_grid(volume, None)
-    return reorient(volume.array, grid), grid.spacing
-
-
-def write_overlay_png(volume, masks: dict[str, np.ndarray], colors: dict[str, Sequence[float]],
-                      path: Path, title: str = "") -> Path:
-    """Axial, coronal and sagittal slices through the segmented structures (radiological view)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
-    from ..engine.resample import make_grid, reorient
-
-    img, sp = _ras_array(volume)
-    grid = make_grid(volume, None)
-    ras_masks = {k: reorient(m, grid) for k, m in masks.items()}
-    union = np.zeros(img.shape, bool)
-    for m in ras_masks.values():
-        union |= m
-    c = np.round(np.argwhere(union).mean(0)).astype(int) if union.any() else np.array(img.shape) // 2
-    views = [  # (title, 2-D slicer of a RAS array, (column spacing, row spacing))
-        ("axial", lambda a: a[::-1, ::-1, c[2]].T, (sp[0], sp[1])),
-        ("coronal", lambda a: a[::-1, c[1], ::-1].T, (sp[0], sp[2])),
-        ("sagittal", lambda a: a[c[0], ::-1, ::-1].T, (sp[1], sp[2])),
-    ]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 5), dpi=100)
-    for ax, (name, cut, (sx, sy)) in zip(axes, views):
-        sl = cut(img)
-        extent = (0, sl.shape[1] * sx, sl.shape[0] * sy, 0)
-        ax.imshow(sl, cmap="gray", vmin=-160, vmax=240, extent=extent, interpolation="nearest")
-        for k, m in ras_masks.items():
-            ms = cut(m)
-            if ms.any():
-                ax.imshow(np.ma.masked_where(~ms, ms), cmap=ListedColormap([colors[k]]), alpha=0.45,
-                          extent=extent, interpolation="nearest")
-        ax.set_title(name, pad=16)
-        ax.axis("off")
-        left, right, top, bottom = VIEW_MARKERS[name]  # sides inside the image, top/bottom just outside
-        style = dict(transform=ax.transAxes, fontsize=11, fontweight="bold")
-        ax.text(0.02, 0.5, left, ha="left", va="center", color="yellow", **style)
-        ax.text(0.98, 0.5, right, ha="right", va="center", color="yellow", **style)
-        ax.text(0.5, 1.01, top, ha="center", va="bottom", color="darkorange", **style)
-        ax.text(0.5, -0.01, bottom, ha="center", va="top", color="darkorange", **style)
-    fig.legend(handles=[Patch(color=colors[k], label=k) for k in masks], loc="lower center",
-               ncol=len(masks), frameon=False)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
 
 def default_out_dir(overwrite: bool, base: str = "textseg-demo") -> Path:
     """``textseg-demo``, or the first free ``textseg-demo-N``, so an earlier demo's files
