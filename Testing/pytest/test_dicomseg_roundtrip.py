@@ -313,6 +313,11 @@ def test_info_shows_a_seg(tmp_path, series, volumes, capsys):
     info = json.loads(capsys.readouterr().out)
     assert [s["name"] for s in info["segments"]] == list(LANDMARKS)
     assert [s["voxels"] for s in info["segments"]] == [s.voxel_count for s in seg]
+    assert info["shape"][2] < 20  # without the scan: the stored frames only
+    assert main(["info", str(path), "--json", "--image", str(series["axial"])]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert full["shape"] == [512, 512, 20] and full["segments"][0]["mean"] is not None
+    assert [s["voxels"] for s in full["segments"]] == [s.voxel_count for s in seg]
 
 
 @pytest.mark.slow

@@ -206,8 +206,14 @@ def _frames(segmentation: Segmentation, sources, seg_type: str) -> np.ndarray:
             f"({' x '.join(map(str, segmentation.shape))}) one slice each.",
             "Pass the complete series the masks were computed on.")
     rows, cols = int(sources[0].Rows), int(sources[0].Columns)
-    overlaps = segmentation.overlaps()
-    if overlaps:
+    dtype = np.uint8 if len(segs) < 256 else np.uint16
+    labels = np.zeros(segmentation.shape, dtype=dtype)
+    overlapping = False
+    for s, seg in enumerate(segs):  # one pass per segment; the pairwise count only when needed
+        overlapping = overlapping or bool(np.any(labels[seg.mask]))
+        labels[seg.mask] = s + 1
+    if overlapping:
+        overlaps = segmentation.overlaps()
         if seg_type == "LABELMAP":
             shown = "; ".join(f"{a} / {b} ({n:,} voxels)" for a, b, n in overlaps[:5])
             raise DicomSegError(
@@ -218,10 +224,6 @@ def _frames(segmentation: Segmentation, sources, seg_type: str) -> np.ndarray:
             for s, seg in enumerate(segs):
                 out[f, :, :, s] = pl.take(seg.mask)
         return out
-    dtype = np.uint8 if len(segs) < 256 else np.uint16
-    labels = np.zeros(segmentation.shape, dtype=dtype)
-    for s, seg in enumerate(segs):
-        labels[seg.mask] = s + 1
     out = np.zeros((len(sources), rows, cols), dtype=dtype)
     for f, pl in enumerate(planes):
         out[f] = pl.take(labels)
