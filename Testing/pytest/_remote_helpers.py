@@ -41,6 +41,7 @@ def running_server(engine_factory: Callable, **app_kwargs) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+        app.state.jobs.stop()
 
 
 def free_port() -> int:
@@ -68,20 +69,21 @@ class SlabEngine:
 
     def segment(self, volume: Volume, prompts: Sequence[str], *, modality: str | None = None, roi_ras=None,
                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> EngineResult:
-        bad = [p for p in prompts if p not in ("bright", "dark")]
+        terms = {getattr(p, "text", p): getattr(p, "term", p) for p in prompts}  # ResolvedPrompt or str
+        bad = [t for t in terms.values() if t not in ("bright", "dark")]
         if bad:
             raise TerminologyError(f"{self.name} cannot segment {bad}.", "It knows: bright, dark.")
         a = volume.array.astype(np.float32)
         mean = float(a.mean())
-        masks = {p: np.zeros(a.shape, bool) for p in prompts}
+        masks = {p: np.zeros(a.shape, bool) for p in terms}
         nk = a.shape[2]
         for k in range(nk):
             if cancel is not None:
                 cancel.check()
             if self.gate is not None:
                 self.gate.wait(self.slab_wait)
-            for p in prompts:
-                masks[p][:, :, k] = a[:, :, k] > mean if p == "bright" else a[:, :, k] <= mean
+            for p, t in terms.items():
+                masks[p][:, :, k] = a[:, :, k] > mean if t == "bright" else a[:, :, k] <= mean
             self.slabs_run += 1
             if progress:
                 progress("tiles", k + 1, nk)
