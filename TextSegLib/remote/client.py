@@ -65,7 +65,7 @@ class RemoteEngine:
         self.timeout = float(timeout)
         self.poll_interval = float(poll_interval)
         self.probabilities = probabilities
-        self.codec = compress if isinstance(compress, str) else (protocol.DEFAULT_CODEC if compress else "none")
+        self.codec = compress if isinstance(compress, str) else (protocol.best_codec() if compress else "none")
         self.stream = stream
         self.queue_wait_s = float(queue_wait_s)
         self.session = requests.Session()

@@ -76,6 +76,15 @@ def unpack_message(body: bytes | memoryview, source: str = "message") -> tuple[d
     return header, body[8 + n:]
 
 
+def best_codec() -> str:
+    """blosc2 when installed (the ``server`` extra), else zlib (always there)."""
+    try:
+        import blosc2  # noqa: F401
+    except ImportError:
+        return "zlib"
+    return "blosc2"
+
+
 def compress_bytes(raw: bytes, codec: str = DEFAULT_CODEC, itemsize: int = 1) -> bytes:
     """``raw`` compressed with ``codec`` (see :data:`CODECS`); ``itemsize`` lets blosc2 shuffle bytes."""
     if codec == "none":
