@@ -26,12 +26,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Callable, Literal, Optional, Sequence
+from typing import Annotated, Any, Callable, Literal, Optional, Sequence
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -52,14 +52,19 @@ HTTPError = ApiError
 ImageId = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 content id from PUT /v1/images")
 
 
+Prompt = Annotated[str, StringConstraints(min_length=1, max_length=protocol.MAX_PROMPT_CHARS, pattern=r"\S")]
+Corner = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=3, max_length=3)]
+
+
 class JobRequest(BaseModel):
     """Body of ``POST /v1/jobs`` (JSON)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     image: str = ImageId
-    prompts: list[str] = Field(min_length=1, max_length=protocol.MAX_PROMPTS)
+    prompts: list[Prompt] = Field(min_length=1, max_length=protocol.MAX_PROMPTS)
     modality: Literal["ct", "mri", "pet", ""] = ""
-    roi_ras: Optional[list[list[float]]] = Field(default=None, min_length=2, max_length=2)
+    roi_ras: Optional[list[Corner]] = Field(default=None, min_length=2, max_length=2,
+                                           description="two opposite corners [R, A, S] in mm")
     probabilities: bool = False
 
 
@@ -123,8 +128,15 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of every route on this path, not only the first route's
+            from starlette.routing import Match
+
+            allowed = sorted({m for r in app.router.routes if r.matches(request.scope)[0] != Match.NONE
+                              for m in (getattr(r, "methods", None) or ())})
+            headers["Allow"] = ", ".join(allowed)
         return fail(ApiError(code, f"{request.method} {request.url.path}: {exc.detail}.", status=exc.status_code,
-                             headers=dict(exc.headers or {})))
+                             headers=headers))
 
     @app.middleware("http")
     async def _auth(request: Request, call_next):
@@ -213,14 +225,17 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
         codec = header.get("compression", "none")
         return images.put(iid, geo, raw, codec, None if codec == "none" else bytes(payload))
 
-    @app.put("/v1/images", status_code=201, openapi_extra={"requestBody": _BIN},
-             responses={200: {"description": "already stored"}, **_errors(400, 401, 413)})
+    image_links = {"links": {"GetImage": {"operationId": "get_image", "parameters": {"image_id": "$response.body#/id"}}}}
+
+    @app.put("/v1/images", status_code=201, openapi_extra={"requestBody": _BIN}, operation_id="put_image",
+             responses={200: {"description": "already stored", **image_links}, 201: image_links,
+                        **_errors(400, 401, 413, 422)})
     async def put_image(request: Request) -> JSONResponse:
         body = await read_body(request)
         item, new = await run_in_threadpool(store_image, bytes(body))
         return JSONResponse({**item.info(), "existed": not new}, status_code=201 if new else 200)
 
-    @app.get("/v1/images/{image_id}", responses=_errors(401, 404))
+    @app.get("/v1/images/{image_id}", responses=_errors(400, 401, 404), operation_id="get_image")
     async def get_image(image_id: str) -> dict:
         item = images.get(image_id)
         if item is None:
@@ -265,10 +280,6 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
                 first = exc.errors()[0]
                 where = ".".join(str(x) for x in first.get("loc", ())) or "body"
                 raise ApiError("bad_request", f"body.{where}: {first.get('msg', 'invalid')}.") from None
-            bad = [p for p in req.prompts if not p.strip() or len(p) > protocol.MAX_PROMPT_CHARS]
-            if bad:
-                raise ApiError("bad_request", f"body.prompts: {bad[0][:40]!r} is empty or longer than "
-                                              f"{protocol.MAX_PROMPT_CHARS} characters.")
             job = await run_in_threadpool(make_job, req.model_dump(), req.image, owner)
         elif ctype in (protocol.CONTENT_TYPE, "application/octet-stream", ""):
             job = await run_in_threadpool(inline_job, bytes(body), owner)
@@ -279,24 +290,30 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
         jobs.submit(job)
         return job
 
+    # the schema documents the JSON form; the inline binary form (protocol.encode_request) is accepted too
     job_body = {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": JobRequest.model_json_schema()},
-        protocol.CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}}}
+        "application/json": {"schema": JobRequest.model_json_schema()}}}}
 
-    @app.post("/v1/jobs", status_code=202, response_model=JobCreated, openapi_extra=job_body,
-              responses=_errors(400, 401, 404, 413, 415, 422, 429, 503))
+    job_links = {"links": {
+        "GetJob": {"operationId": "get_job", "parameters": {"job_id": "$response.body#/id"}},
+        "GetJobEvents": {"operationId": "get_job_events", "parameters": {"job_id": "$response.body#/id"}},
+        "GetJobResult": {"operationId": "get_job_result", "parameters": {"job_id": "$response.body#/id"}},
+        "DeleteJob": {"operationId": "delete_job", "parameters": {"job_id": "$response.body#/id"}}}}
+
+    @app.post("/v1/jobs", status_code=202, response_model=JobCreated, openapi_extra=job_body, operation_id="create_job",
+              responses={202: job_links, **_errors(400, 401, 404, 413, 415, 422, 429, 503)})
     async def create_job(request: Request) -> dict:
         job = await submit(request)
         base = f"/v1/jobs/{job.id}"
         return {"id": job.id, "image": job.image.id, "status_url": base, "events_url": f"{base}/events",
                 "result_url": f"{base}/result", "prompts": [p.to_json() for p in job.prompts]}
 
-    @app.get("/v1/jobs/{job_id}", responses=_errors(401, 404, 410))
+    @app.get("/v1/jobs/{job_id}", responses=_errors(400, 401, 404, 410), operation_id="get_job")
     async def job_status(job_id: str) -> dict:
         return jobs.status(jobs.get(job_id))
 
-    @app.get("/v1/jobs/{job_id}/events", responses={200: {"content": {"application/x-ndjson": {}}},
-                                                    **_errors(401, 404, 410)})
+    @app.get("/v1/jobs/{job_id}/events", operation_id="get_job_events",
+             responses={200: {"content": {"application/x-ndjson": {}}}, **_errors(400, 401, 404, 410)})
     async def job_events(job_id: str, heartbeat: Optional[float] = Query(default=None, ge=0.05, le=30)) -> StreamingResponse:
         job = jobs.get(job_id)
         beat = heartbeat or event_heartbeat_s
@@ -314,7 +331,7 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
         return StreamingResponse(lines(), media_type="application/x-ndjson",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    @app.delete("/v1/jobs/{job_id}", responses=_errors(401, 404, 410))
+    @app.delete("/v1/jobs/{job_id}", responses=_errors(400, 401, 404, 410), operation_id="delete_job")
     async def cancel_job(job_id: str) -> dict:
         job = jobs.delete(job_id)
         snap = job.snapshot()
@@ -329,7 +346,7 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
             raise from_textseg_error(job.error or RemoteError("The job has no result."))
         return Response(job.packed, media_type=protocol.CONTENT_TYPE)
 
-    @app.get("/v1/jobs/{job_id}/result", responses={
+    @app.get("/v1/jobs/{job_id}/result", operation_id="get_job_result", responses={
         200: {"content": {protocol.CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
         **_errors(401, 404, 409, 410, 422, 500, 503)})
     async def job_result(job_id: str) -> Response:
