@@ -41,6 +41,9 @@ def _reason(exc: requests.RequestException) -> str:
         return "the request timed out"
     if "refused" in text:
         return "connection refused"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError) or "aborted" in text or "reset" in text \
+            or "remotedisconnected" in text:
+        return "connection lost"
     if "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
         return "unknown host name"
     if isinstance(exc, requests.exceptions.SSLError):
@@ -82,7 +85,9 @@ class RemoteEngine:
         try:
             r = self.session.request(method, self.url + path, timeout=timeout or self.timeout, **kw)
         except requests.RequestException as exc:
-            raise RemoteError(f"Could not reach {self.url}: {_reason(exc)}.", _HINT) from None
+            err = RemoteError(f"Could not reach {self.url}: {_reason(exc)}.", _HINT)
+            err.reason = _reason(exc)  # type: ignore[attr-defined]
+            raise err from None
         if r.status_code >= 400:
             raise self._error(r)
         return r
@@ -261,9 +266,9 @@ class RemoteEngine:
             return self._request(method, path, **kw)
         except RemoteError as exc:
             if getattr(exc, "status", None) is None or getattr(exc, "code", "") == "job_unknown":
+                why = getattr(exc, "reason", None) or "it no longer knows the job"
                 raise RemoteError(f"Lost job {jid[:8]} on {self.url}: the server stopped or restarted while it ran "
-                                  f"({exc.message.rstrip('.')}).", "Run it again; the scan is uploaded again "
-                                  "if the server needs it.") from None
+                                  f"({why}).", "Run it again; the scan is uploaded again if the server needs it.") from None
             raise
 
     def _report(self, status: dict, progress: ProgressCallback | None, last: Any) -> Any:

@@ -37,6 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..engine.base import Engine
+from ..engine.jobs import FINAL_STATES
 from ..errors import RemoteError
 from ..volume import MODALITIES
 from . import protocol
@@ -323,7 +324,7 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
             while True:
                 snap = jobs.status(job)
                 yield (json.dumps(snap, separators=(",", ":")) + "\n").encode("utf-8")
-                if job.is_final:
+                if snap["state"] in FINAL_STATES:  # the line just sent was the last one
                     return
                 version = snap["version"]
                 await asyncio.to_thread(job.wait_change, version, beat)
