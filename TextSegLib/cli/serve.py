@@ -81,14 +81,30 @@ def bind_socket(host: str, port: int) -> socket.socket:
               help="Seconds a finished result is kept.")
 @click.option("--image-cache-mb", default=2048.0, show_default=True, type=click.FloatRange(min=1),
               help="Memory for uploaded scans (compressed, least recently used dropped first).")
+@click.option("--ray-replicas", type=click.IntRange(min=1),
+              help="Serve through Ray Serve with N engine replicas (a running cluster via RAY_ADDRESS, else local).")
+@click.option("--ray-gpus-per-replica", default=0.0, show_default=True, type=click.FloatRange(min=0))
 def command(host: str, port: int, model_name: str | None, model_path: str | None, device: str, api_key: str | None,
             max_upload_mb: float, max_voxels: int | None, max_queued: int, per_client: int | None,
-            result_budget_mb: float, result_ttl_s: float, image_cache_mb: float) -> None:
+            result_budget_mb: float, result_ttl_s: float, image_cache_mb: float, ray_replicas: int | None,
+            ray_gpus_per_replica: float) -> None:
     """Serve a model over HTTP for RemoteEngine / the Slicer module."""
     import uvicorn
 
-    check_bind(host, key_from_env(api_key))
+    key = key_from_env(api_key)
+    check_bind(host, key)
     sock = bind_socket(host, port)  # a busy port is reported before the model loads
+    if ray_replicas:
+        sock.close()
+        from ..remote import ray_serve
+
+        options = {"max_upload_mb": max_upload_mb, "max_queued": max_queued, "per_client": per_client,
+                   "result_budget_mb": result_budget_mb, "result_ttl_s": result_ttl_s,
+                   "image_cache_mb": image_cache_mb, "api_key": key, **({"max_voxels": max_voxels} if max_voxels else {})}
+        click.echo(f"TextSeg server (Ray Serve, {ray_replicas} replica(s)) listening on http://{host}:{port}", err=True)
+        ray_serve.run(host=host, port=port, blocking=True, replicas=ray_replicas, model=model_name,
+                      model_path=model_path, device=device, gpus_per_replica=ray_gpus_per_replica, **options)
+        return
     try:
         app, engine = build_app(host, model_name, model_path, device, api_key, max_upload_mb, max_voxels,
                                 max_queued=max_queued, per_client=per_client, result_budget_mb=result_budget_mb,
