@@ -163,6 +163,9 @@ def test_prompt_and_modality_errors_have_stable_codes():
         vol = small_volume()
         r = post_job(url, vol, ["gland"])
         assert r.status_code == 422 and r.json()["code"] == "prompt_ambiguous" and len(r.json()["choices"]) >= 2
+        r = requests.post(f"{url}/v1/jobs", json={"image": "0" * 64, "prompts": ["liver", " \t"]}, timeout=10)
+        assert r.status_code == 422 and r.json() == {"code": "prompt_invalid",
+                                                     "error": "Prompt 2 is empty. Name a structure, e.g. liver."}
         r = post_job(url, vol, ["qwertyzzz blob"])
         assert r.status_code == 422 and r.json()["code"] == "prompt_unknown" and "free text" in r.json()["error"]
         body = protocol.encode_request(vol, ["liver"], modality="pet")

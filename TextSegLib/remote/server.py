@@ -53,7 +53,7 @@ HTTPError = ApiError
 ImageId = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 content id from PUT /v1/images")
 
 
-Prompt = Annotated[str, StringConstraints(min_length=1, max_length=protocol.MAX_PROMPT_CHARS, pattern=r"\S")]
+Prompt = Annotated[str, StringConstraints(min_length=1, max_length=protocol.MAX_PROMPT_CHARS)]  # blank: 422 prompt_invalid
 Corner = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=3, max_length=3)]
 
 
@@ -246,6 +246,9 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
 
     # -- jobs -----------------------------------------------------------------------------
     def make_job(fields: dict[str, Any], image_id: str, owner: str) -> ServerJob:
+        blank = [i for i, p in enumerate(fields["prompts"]) if not p.strip()]
+        if blank:
+            raise ApiError("prompt_invalid", f"Prompt {blank[0] + 1} is empty. Name a structure, e.g. liver.")
         item = images.get(image_id)
         if item is None:
             raise ApiError("image_unknown", f"Image {image_id} is not on this server (never uploaded, dropped from "
