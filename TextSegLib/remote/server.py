@@ -48,8 +48,6 @@ from .queue import JobQueue, ServerJob
 
 log = logging.getLogger("textseg.server")
 
-#: kept for callers of the version-1 module
-HTTPError = ApiError
 ImageId = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 content id from PUT /v1/images")
 
 
@@ -371,4 +369,4 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
     return app
 
 
-__all__ = ["create_app", "ApiError", "HTTPError", "JobRequest"]
+__all__ = ["create_app", "ApiError", "JobRequest"]
