@@ -175,6 +175,7 @@ def test_prompt_and_modality_errors_have_stable_codes():
         assert v["trained_on_modality"] is False and v["terms"] == [] and v["model"] == "vocab-slab"
         v = requests.get(f"{url}/v1/vocabulary", params={"modality": "ct"}, timeout=10).json()
         assert v["trained_on_modality"] is True and "left kidney" in v["terms"] and v["free_text"] is False
+        assert v["concepts"]["left kidney"]["name"] == "Left kidney" and "64033007" in v["concepts"]["left kidney"]["code"]
         res = requests.get(f"{url}/v1/resolve", params={"text": "lt kidn", "modality": "ct"}, timeout=10).json()
         assert res["prompts"][0]["term"] == "left kidney"
         # the job as created reports how each prompt was resolved

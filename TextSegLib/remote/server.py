@@ -197,7 +197,24 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
         trained = not known or modality in known
         terms = list(await run_in_threadpool(engine.vocabulary, modality)) if trained else []
         return {"modality": modality, "model": engine.name, "trained_on_modality": trained,
-                "free_text": bool(getattr(engine, "free_text", True)), "terms": terms}
+                "free_text": bool(getattr(engine, "free_text", True)), "terms": terms,
+                "concepts": await run_in_threadpool(coded_terms, modality, tuple(terms))}
+
+    coded: dict[tuple, dict] = {}
+
+    def coded_terms(modality: str, terms: tuple[str, ...]) -> dict[str, Any]:
+        """Each served term -> its concept ``{"id", "name", "code"}`` (None: a model term with no code)."""
+        key = (modality, terms)
+        if key not in coded:
+            from ..knowledge.tree import default_tree
+
+            tree = default_tree()
+            out: dict[str, Any] = {}
+            for term, cid in tree.map_vocabulary(terms).items():
+                c = tree.get(cid) if cid else None
+                out[term] = {"id": c.id, "name": c.name, "code": c.code} if c else None
+            coded[key] = out
+        return coded[key]
 
     def resolve(engine: Engine, prompts: list[str], modality: str) -> list:
         from ..knowledge.resolved import engine_prompts
