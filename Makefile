@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# CPU torch first, so nothing pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[test,server,dicom,hub,offline-text,cohort]"
+	$(BIN)/python -m pip install -q -e ".[test,server,serve-ray,dicom,hub,offline-text,cohort]"
 	# Slicer's real MRML, headless, for the module's logic tests.
 	$(BIN)/python -m pip install -q "slicer-core>=5.10"
 	# trame-slicer only for Slicer's terminology JSON files and its scene bootstrap example.

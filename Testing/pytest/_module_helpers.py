@@ -54,7 +54,8 @@ class LungThresholdEngine:
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
     ) -> EngineResult:
-        bad = [p for p in prompts if p.lower() not in self.terms]
+        terms = {getattr(p, "text", p): getattr(p, "term", p) for p in prompts}  # ResolvedPrompt (server) or str
+        bad = [t for t in terms.values() if t.lower() not in self.terms]
         if bad:
             raise TerminologyError(f"{self.name} cannot segment {bad}.", f"It knows: {', '.join(self.terms)}.")
         a = volume.array
@@ -87,7 +88,7 @@ class LungThresholdEngine:
         left_side = (x < mid)[:, None, None]
         out = {"left lung": lungs & left_side, "right lung": lungs & ~left_side}
         out["lung"] = out["lungs"] = lungs
-        masks = {p: out[p.lower()] for p in prompts}
+        masks = {text: out[term.lower()] for text, term in terms.items()}
         return EngineResult(masks=masks, timings={}, info={"engine": self.name})
 
 

@@ -33,7 +33,13 @@ CASES = [
     ("inf_voxels.nii.gz", InputFileError, "NaN or Inf"),
     ("huge_header.nhdr", VolumeTooLargeError, "TEXTSEG_MAX_VOXELS"),
     ("missing_data_file.nhdr", InputFileError, "data file 'missing_data_file.raw' is missing"),
+    ("data_file_outside.nhdr", InputFileError, "'/etc/passwd' lies outside the header's folder"),
+    ("data_file_escape.nhdr", InputFileError, "lies outside the header's folder"),
+    ("data_file_device.nhdr", InputFileError, "'/dev/zero' lies outside the header's folder"),
+    ("data_file_folder.nhdr", InputFileError, "'empty_folder' is a folder, not a file"),
     ("dicom_two_series", DicomSeriesError, "holds 2 series"),
+    ("dicom_two_modalities", DicomSeriesError, "one series mixes 2 modalities (CT: 2 slice(s), e.g. m0.dcm; MR: 1"),
+    ("dicom_two_frames", DicomSeriesError, "one series mixes 2 frames of reference"),
     ("dicom_uneven_spacing", DicomSeriesError, "unevenly spaced"),
     ("dicom_no_images", DicomSeriesError, "no image series"),
     ("not_dicom_folder", DicomSeriesError, "is not a DICOM folder"),
@@ -78,3 +84,20 @@ def test_voxel_limit_from_environment(monkeypatch):
 def test_series_uid_on_a_file():
     with pytest.raises(InputFileError, match="single file"):
         read_volume(TS / "example_mr_sm.nii.gz", series_uid="1.2.3")
+
+
+def test_nrrd_data_file_that_is_a_pipe_or_a_symlink_out_is_refused(tmp_path):
+    import os
+
+    head = (BAD / "missing_data_file.nhdr").read_text().replace("missing_data_file.raw", "{}")
+    os.mkfifo(tmp_path / "voxels.raw")
+    (tmp_path / "pipe.nhdr").write_text(head.format("voxels.raw"))
+    with pytest.raises(InputFileError, match="'voxels.raw' is a device, pipe or socket"):
+        read_volume(tmp_path / "pipe.nhdr")
+    (tmp_path / "link.raw").symlink_to("/etc/passwd")
+    (tmp_path / "link.nhdr").write_text(head.format("link.raw"))
+    with pytest.raises(InputFileError, match="lies outside the header's folder"):
+        read_volume(tmp_path / "link.nhdr")
+    (tmp_path / "ok.raw").write_bytes(bytes(4 * 4 * 3 * 2))
+    (tmp_path / "ok.nhdr").write_text(head.format("ok.raw").replace("encoding: raw", "encoding: raw\nendian: little"))
+    assert read_volume(tmp_path / "ok.nhdr", modality="ct").shape == (4, 4, 3)

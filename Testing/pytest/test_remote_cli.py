@@ -75,3 +75,35 @@ def test_segment_with_server_option(tmp_path):
     (segment,) = seg.segments
     expected = vol.array > vol.array.astype(np.float32).mean()
     assert seg.shape == vol.shape and np.array_equal(np.asarray(segment.mask, bool), expected)
+
+
+def test_serve_on_a_busy_port_is_one_clear_line(monkeypatch, capsys):
+    import socket
+
+    monkeypatch.delenv("TEXTSEG_API_KEY", raising=False)
+    monkeypatch.setattr("TextSegLib.models.catalog.load_engine", lambda *a, **k: pytest.fail("model loaded"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"Port {port} on 127.0.0.1 is already in use" in err and "--port" in err
+
+
+def test_serve_devices_list_gives_one_worker_per_device(monkeypatch):
+    from TextSegLib.cli import serve
+
+    made = []
+
+    def load(model, path, device="auto"):
+        made.append(device)
+        d = _Dummy()
+        d.device = device
+        return d
+
+    monkeypatch.setattr("TextSegLib.models.catalog.load_engine", load)
+    app, engine = serve.build_app("127.0.0.1", None, None, "cpu, cpu:1", None, 1.0, None, max_queued=5, per_client=2)
+    assert made == ["cpu", "cpu:1"] and app.state.jobs.devices == ["cpu", "cpu:1"]
+    assert app.state.jobs.max_queued == 5 and app.state.jobs.per_client == 2
+    app.state.jobs.stop()

@@ -64,7 +64,7 @@ def test_segment_round_trip_matches_local(server, fast):
     assert remote.name == f"slab-threshold @ {url}" or remote.name == f"remote {url}"
 
 
-def test_one_shot_segment_endpoint_and_result_is_forgotten(server, fast):
+def test_one_shot_segment_endpoint_and_result_kept_until_deleted(server, fast):
     url, _ = server
     vol = small_volume()
     r = requests.post(f"{url}/v1/segment", data=protocol.encode_request(vol, ["bright"]), headers=auth(), timeout=30)
@@ -78,8 +78,13 @@ def test_one_shot_segment_endpoint_and_result_is_forgotten(server, fast):
             break
         time.sleep(0.05)
     assert requests.get(f"{url}/v1/jobs/{jid}/result", headers=auth(), timeout=10).status_code == 200
-    again = requests.get(f"{url}/v1/jobs/{jid}/result", headers=auth(), timeout=10)
-    assert again.status_code == 404 and "already fetched" in again.json()["error"]
+    again = requests.get(f"{url}/v1/jobs/{jid}/result", headers=auth(), timeout=10)  # ST302: still there
+    assert again.status_code == 200 and again.content
+    assert requests.get(f"{url}/v1/jobs/{jid}", headers=auth(), timeout=10).json()["state"] == "done"
+    assert requests.delete(f"{url}/v1/jobs/{jid}", headers=auth(), timeout=10).json()["deleted"] is True
+    for path in (f"/v1/jobs/{jid}", f"/v1/jobs/{jid}/result"):  # ST301: deleted means gone
+        gone = requests.get(f"{url}{path}", headers=auth(), timeout=10)
+        assert gone.status_code == 404 and gone.json() == {"code": "job_unknown", "error": f"Job {jid} was deleted."}
     assert server_jobs_empty(url)
 
 
@@ -92,7 +97,7 @@ def test_wrong_or_missing_key_is_401(server, key):
     url, _ = server
     headers = {} if key is None else {"Authorization": f"Bearer {key}"}
     r = requests.get(f"{url}/v1/info", headers=headers, timeout=10)
-    assert r.status_code == 401 and "API key" in r.json()["error"]
+    assert r.status_code == 401 and "API key" in r.json()["error"] and r.json()["code"] == "unauthorized"
     assert r.headers["www-authenticate"] == "Bearer"
     with pytest.raises(RemoteError, match="refused the API key"):
         RemoteEngine(url, key).segment(small_volume(), ["bright"])
@@ -120,7 +125,8 @@ def test_malformed_upload_is_400_with_specific_message(server):
     r = requests.post(f"{url}/v1/jobs", data=protocol.pack_message(header, bytes(payload)), headers=auth(), timeout=10)
     assert r.status_code == 400 and "shape × dtype needs 7,680" in r.json()["error"]
     r = requests.get(f"{url}/v1/vocabulary", params={"modality": "xray"}, headers=auth(), timeout=10)
-    assert r.status_code == 400 and "ct, mri, pet" in r.json()["error"]
+    assert r.status_code == 400 and r.json() == {"code": "bad_request", "error": "query.modality (got 'xray'): "
+                                                                         "Input should be 'ct', 'mri' or 'pet'."}
 
 
 def test_engine_error_reaches_the_client(server, fast):
@@ -151,9 +157,13 @@ def test_cancel_stops_the_running_job_within_a_slab(server, gate):
         if any(s == "tiles" and d >= 2 for s, d, _ in events):
             break
         time.sleep(0.02)
-    # a second job while one runs: 429 with a clear message
-    with pytest.raises(RemoteError, match="429.*busy"):
-        RemoteEngine(url, KEY).segment(small_volume(), ["bright"])
+    # a second job while one runs waits in the queue, position 1; deleting it removes it from the queue
+    r = requests.post(f"{url}/v1/jobs", data=protocol.encode_request(small_volume(), ["bright"]), headers=auth(),
+                      timeout=10)
+    queued = requests.get(f"{url}/v1/jobs/{r.json()['id']}", headers=auth(), timeout=10).json()
+    assert queued["state"] == "queued" and queued["queue_position"] == 1
+    assert requests.delete(f"{url}/v1/jobs/{queued['id']}", headers=auth(), timeout=10).json()["state"] == "cancelled"
+    assert requests.get(f"{url}/v1/info", headers=auth(), timeout=10).json()["queue"]["queued"] == 0
     t0 = time.perf_counter()
     token.cancel()
     t.join(5)
@@ -190,4 +200,4 @@ def test_unfetched_results_expire_after_the_ttl():
             time.sleep(0.02)
         time.sleep(0.3)
         r = requests.get(f"{url}/v1/jobs/{jid}/result", timeout=10)
-        assert r.status_code == 404 and "expired" in r.json()["error"]
+        assert r.status_code == 410 and "expired" in r.json()["error"] and r.json()["code"] == "job_expired"

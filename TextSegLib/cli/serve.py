@@ -1,15 +1,24 @@
 """``textseg serve``: run the remote inference server (for the Slicer module's "Remote server")."""
 from __future__ import annotations
 
+import errno
+import socket
+
 import click
 
-from ..errors import ModelError
+from ..errors import ModelError, RemoteError
 from ..remote.auth import ENV_KEY, check_bind, key_from_env
 
 
+def parse_devices(device: str) -> list[str]:
+    """``"cuda:0,cuda:1"`` -> one worker per device; a single value is one worker."""
+    devices = [d.strip() for d in (device or "auto").split(",") if d.strip()]
+    return devices or ["auto"]
+
+
 def build_app(host: str, model: str | None, model_path: str | None, device: str, api_key: str | None,
-              max_upload_mb: float, max_voxels: int | None):
-    """Check the bind rule, load the model once, return (app, engine)."""
+              max_upload_mb: float, max_voxels: int | None, **queue_options):
+    """Check the bind rule, load the model once per device, return (app, first engine)."""
     key = key_from_env(api_key)
     check_bind(host, key)
     try:
@@ -18,9 +27,38 @@ def build_app(host: str, model: str | None, model_path: str | None, device: str,
         raise ModelError(f"The server needs FastAPI and uvicorn ({exc}).", "pip install 'textseg[server]'.") from None
     from ..models.catalog import load_engine
 
-    engine = load_engine(model, model_path, device=device)
+    devices = parse_devices(device)
+    engines = {d: load_engine(model, model_path, device=d) for d in devices}  # fail before listening
     kwargs = {"max_voxels": max_voxels} if max_voxels else {}
-    return create_app(lambda: engine, api_key=key, max_upload_mb=max_upload_mb, **kwargs), engine
+    kwargs.update({k: v for k, v in queue_options.items() if v is not None})
+    if len(devices) > 1:
+        kwargs["devices"] = devices
+        app = create_app(lambda d: engines[d], api_key=key, max_upload_mb=max_upload_mb, **kwargs)
+    else:
+        only = engines[devices[0]]
+        app = create_app(lambda: only, api_key=key, max_upload_mb=max_upload_mb, **kwargs)
+    return app, engines[devices[0]]
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on (host, port); a busy or forbidden port is one clear line."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise RemoteError(f"Port {port} on {host} is already in use (another server is listening there).",
+                              "Stop it, or pick another port with --port N.") from None
+        if exc.errno == errno.EACCES:
+            raise RemoteError(f"Not allowed to listen on port {port} on {host}.",
+                              "Use a port above 1023, e.g. --port 8000.") from None
+        raise RemoteError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.",
+                          "Check --host and --port.") from None
+    sock.listen(128)
+    return sock
 
 
 @click.command("serve")
@@ -29,17 +67,52 @@ def build_app(host: str, model: str | None, model_path: str | None, device: str,
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--model", "model_name", help="Catalog or registered model (default: see `textseg models list`).")
 @click.option("--model-path", type=click.Path(exists=True, file_okay=False), help="A model folder to use directly.")
-@click.option("--device", default="auto", show_default=True, help="auto, cuda, cuda:N, mps or cpu.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cuda, cuda:N, mps or cpu; a comma list (cuda:0,cuda:1) runs one worker per device.")
 @click.option("--api-key", help=f"Key clients must send as 'Authorization: Bearer KEY' (or set {ENV_KEY}).")
 @click.option("--max-upload-mb", default=1024.0, show_default=True, type=click.FloatRange(min=0.001))
 @click.option("--max-voxels", type=click.IntRange(min=1), help="Largest accepted volume (voxels).")
+@click.option("--max-queued", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Jobs that may wait; beyond that clients get 503 with Retry-After.")
+@click.option("--per-client", type=click.IntRange(min=1), help="Most jobs one client may have queued or running.")
+@click.option("--result-budget-mb", default=512.0, show_default=True, type=click.FloatRange(min=0.001),
+              help="Memory for finished, unfetched results (oldest dropped first).")
+@click.option("--result-ttl-s", default=600.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds a finished result is kept.")
+@click.option("--image-cache-mb", default=2048.0, show_default=True, type=click.FloatRange(min=1),
+              help="Memory for uploaded scans (compressed, least recently used dropped first).")
+@click.option("--ray-replicas", type=click.IntRange(min=1),
+              help="Serve through Ray Serve with N engine replicas (a running cluster via RAY_ADDRESS, else local).")
+@click.option("--ray-gpus-per-replica", default=0.0, show_default=True, type=click.FloatRange(min=0))
 def command(host: str, port: int, model_name: str | None, model_path: str | None, device: str, api_key: str | None,
-            max_upload_mb: float, max_voxels: int | None) -> None:
+            max_upload_mb: float, max_voxels: int | None, max_queued: int, per_client: int | None,
+            result_budget_mb: float, result_ttl_s: float, image_cache_mb: float, ray_replicas: int | None,
+            ray_gpus_per_replica: float) -> None:
     """Serve a model over HTTP for RemoteEngine / the Slicer module."""
     import uvicorn
 
-    app, engine = build_app(host, model_name, model_path, device, api_key, max_upload_mb, max_voxels)
-    click.echo(f"TextSeg server: model {engine.name} on {getattr(engine, 'device', '?')}, "
-               f"listening on http://{host}:{port} ({'API key required' if key_from_env(api_key) else 'no API key, loopback only'})",
-               err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    key = key_from_env(api_key)
+    check_bind(host, key)
+    sock = bind_socket(host, port)  # a busy port is reported before the model loads
+    if ray_replicas:
+        sock.close()
+        from ..remote import ray_serve
+
+        options = {"max_upload_mb": max_upload_mb, "max_queued": max_queued, "per_client": per_client,
+                   "result_budget_mb": result_budget_mb, "result_ttl_s": result_ttl_s,
+                   "image_cache_mb": image_cache_mb, "api_key": key, **({"max_voxels": max_voxels} if max_voxels else {})}
+        click.echo(f"TextSeg server (Ray Serve, {ray_replicas} replica(s)) listening on http://{host}:{port}", err=True)
+        ray_serve.run(host=host, port=port, blocking=True, replicas=ray_replicas, model=model_name,
+                      model_path=model_path, device=device, gpus_per_replica=ray_gpus_per_replica, **options)
+        return
+    try:
+        app, engine = build_app(host, model_name, model_path, device, api_key, max_upload_mb, max_voxels,
+                                max_queued=max_queued, per_client=per_client, result_budget_mb=result_budget_mb,
+                                result_ttl_s=result_ttl_s, image_cache_mb=image_cache_mb)
+        devices = parse_devices(device)
+        where = ", ".join(devices) if len(devices) > 1 else str(getattr(engine, "device", "?"))
+        click.echo(f"TextSeg server: model {engine.name} on {where}, listening on http://{host}:{port} "
+                   f"({'API key required' if key_from_env(api_key) else 'no API key, loopback only'})", err=True)
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -131,9 +131,25 @@ def _choose(folder: Path, series: list[SeriesInfo], series_uid: str | None) -> S
     return series[0]
 
 
+def _check_one_kind(folder: Path, files: list[str], tags: list[dict[str, str]]) -> None:
+    """One series must be one modality in one frame of reference; else list what is there."""
+    for tag, what, hint in (
+            ("0008|0060", "modalities", "Put each modality's slices in a folder of its own and pass one of them."),
+            ("0020|0052", "frames of reference", "Put the slices of each frame of reference in a folder of their own "
+                                                 "and pass one of them.")):
+        groups: dict[str, list[str]] = {}
+        for f, t in zip(files, tags):
+            groups.setdefault(t.get(tag, "").strip(), []).append(Path(f).name)
+        if len(groups) > 1:
+            listing = "; ".join(f"{k or '(none)'}: {len(v)} slice(s), e.g. {sorted(v)[0]}"
+                                for k, v in sorted(groups.items()))
+            raise DicomSeriesError(f"{folder}: one series mixes {len(groups)} {what} ({listing}).", hint)
+
+
 def _slice_geometry(folder: Path, files: list[str]) -> tuple[list[dict[str, str]], bool]:
     """Tags of every slice; checks orientation and spacing; says if float output is needed."""
     tags = [_tags(f) for f in files]
+    _check_one_kind(folder, files, tags)
     if len(tags) < 2:
         return tags, False
     try:

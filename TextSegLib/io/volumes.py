@@ -174,14 +174,54 @@ def _check_nrrd_header(p: Path) -> None:
                    if k in (None, "domain", "space")]
         _check_size(p.name, tuple(spatial))
     data_file = header.get("data file") or header.get("datafile")
-    if data_file and not str(data_file).startswith("LIST"):
-        target = Path(str(data_file).split()[0])
-        target = target if target.is_absolute() else p.parent / target
-        if not target.exists():
-            raise InputFileError(
-                f"{p.name}: its voxel data file {target.name!r} is missing (the .nhdr holds only the header).",
-                "Keep the .nhdr and its data file together in one folder.",
-            )
+    if data_file:
+        for name in _nrrd_data_files(p, str(data_file)):
+            _check_data_file(p, name)
+
+
+def _nrrd_data_files(p: Path, field: str) -> list[str]:
+    """The detached data file names of an NRRD header: one name, a ``LIST`` after the header,
+    or a ``printf``-style pattern with min/max/step (NRRD0004 'data file' forms)."""
+    parts = field.split()
+    if parts[0] == "LIST":
+        text = p.read_bytes().split(b"\n\n", 1)
+        names = text[1].decode("utf-8", "replace").splitlines() if len(text) > 1 else []
+        return [n.strip() for n in names[:100_000] if n.strip()]
+    if "%" in parts[0] and len(parts) >= 4:
+        try:
+            lo, hi, step = (int(x) for x in parts[1:4])
+            if step == 0 or abs(hi - lo) // abs(step) > 100_000:
+                raise ValueError
+            return [parts[0] % i for i in range(lo, hi + (1 if step > 0 else -1), step)]
+        except (ValueError, TypeError):
+            raise InputFileError(f"{p.name}: the 'data file' pattern {field!r:.80} is not valid.",
+                                 "Use 'data file: NAME%03d.raw MIN MAX STEP' or list the files.") from None
+    return [field.strip()]
+
+
+def _check_data_file(p: Path, name: str) -> None:
+    """A detached data file must be a regular file inside the header's folder (no /etc/passwd, no
+    ../ escapes or symlinks out of it, no devices, pipes or folders)."""
+    folder = p.parent.resolve()
+    given = Path(name)
+    target = (given if given.is_absolute() else folder / given).resolve()
+    if target != folder and folder not in target.parents:
+        raise InputFileError(
+            f"{p.name}: its voxel data file {name!r} lies outside the header's folder ({target}); "
+            "TextSeg only reads data files next to their header.",
+            "Put the data file in the same folder as the .nhdr and name it without a path.",
+        )
+    if not target.exists():
+        raise InputFileError(
+            f"{p.name}: its voxel data file {given.name!r} is missing (the .nhdr holds only the header).",
+            "Keep the .nhdr and its data file together in one folder.",
+        )
+    if target.is_dir():
+        raise InputFileError(f"{p.name}: its voxel data file {name!r} is a folder, not a file.",
+                             "Point 'data file' at the raw or gzip voxel file.")
+    if not target.is_file():
+        raise InputFileError(f"{p.name}: its voxel data file {name!r} is a device, pipe or socket, not a file.",
+                             "Point 'data file' at the raw or gzip voxel file.")
 
 
 def _nifti_header(p: Path) -> dict | None:

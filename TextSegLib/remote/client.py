@@ -1,17 +1,23 @@
 """``RemoteEngine``: the Engine protocol over HTTP to a ``textseg serve`` server.
 
-The volume is validated here, uploaded once as a job, progress is polled
-(``progress(stage, done, total)`` as a local engine reports it), a cancel
-token deletes the job, and the bit-packed masks come back on the source grid.
+The volume is validated here and uploaded once per scan (content-hashed), the job
+names it, progress arrives on the job's event stream (``progress(stage, done, total)``
+as a local engine reports it; ``("queued", 0, position)`` while it waits), a cancel
+token deletes the job, and the bit-packed masks come back on the source grid. The
+server's API version is checked on connect.
 """
 from __future__ import annotations
 
+import json
+import os
+import socket
 import time
 from typing import Any, Sequence
 from urllib.parse import urlparse
 
 import requests
 
+from .. import __version__
 from ..engine.base import CancelToken, EngineResult, ProgressCallback
 from ..errors import CancelledError, RemoteError, TerminologyError
 from ..volume import Volume, normalize_modality
@@ -35,6 +41,9 @@ def _reason(exc: requests.RequestException) -> str:
         return "the request timed out"
     if "refused" in text:
         return "connection refused"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError) or "aborted" in text or "reset" in text \
+            or "remotedisconnected" in text:
+        return "connection lost"
     if "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
         return "unknown host name"
     if isinstance(exc, requests.exceptions.SSLError):
@@ -43,36 +52,52 @@ def _reason(exc: requests.RequestException) -> str:
 
 
 class RemoteEngine:
-    """An Engine whose inference runs on a TextSeg server (see :mod:`.server`)."""
+    """An Engine whose inference runs on a TextSeg server (see :mod:`.server`).
+
+    Each scan is uploaded once (``PUT /v1/images``, blosc2-compressed) and jobs name it by its
+    content hash; when the server no longer holds it (cache eviction, restart) it is uploaded
+    again transparently. Progress is followed on the job's NDJSON event stream (``stream=False``
+    polls instead). A full queue (503) or the per-client limit (429) is waited out, honouring
+    ``Retry-After``, for up to ``queue_wait_s``."""
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 60.0, *,
-                 poll_interval: float = 0.25, probabilities: bool = False, compress: bool = True) -> None:
+                 poll_interval: float = 0.25, probabilities: bool = False, compress: bool | str = True,
+                 stream: bool = True, queue_wait_s: float = 600.0, client_name: str | None = None) -> None:
         self.url = _check_url(url)
         self.api_key = api_key or None
         self.timeout = float(timeout)
         self.poll_interval = float(poll_interval)
         self.probabilities = probabilities
-        self.compress = compress
+        self.codec = compress if isinstance(compress, str) else (protocol.best_codec() if compress else "none")
+        self.stream = stream
+        self.queue_wait_s = float(queue_wait_s)
         self.session = requests.Session()
         if self.api_key:
             self.session.headers["Authorization"] = f"Bearer {self.api_key}"
+        self.session.headers["X-TextSeg-Client"] = client_name or f"{socket.gethostname()}/{os.getpid()}"
         self._info: dict[str, Any] | None = None
         self._vocab: dict[str, list[str]] = {}
+        #: bytes sent by the last ``segment`` call (image upload + job request)
+        self.last_sent_bytes = 0
 
     # -- HTTP -------------------------------------------------------------------------
     def _request(self, method: str, path: str, *, timeout: float | None = None, **kw: Any) -> requests.Response:
         try:
             r = self.session.request(method, self.url + path, timeout=timeout or self.timeout, **kw)
         except requests.RequestException as exc:
-            raise RemoteError(f"Could not reach {self.url}: {_reason(exc)}.", _HINT) from None
+            err = RemoteError(f"Could not reach {self.url}: {_reason(exc)}.", _HINT)
+            err.reason = _reason(exc)  # type: ignore[attr-defined]
+            raise err from None
         if r.status_code >= 400:
             raise self._error(r)
         return r
 
     def _error(self, r: requests.Response) -> RemoteError:
+        code = ""
         try:
-            message = r.json().get("error") or r.text
-        except ValueError:
+            body = r.json()
+            message, code = body.get("error") or r.text, str(body.get("code") or "")
+        except (ValueError, AttributeError):
             message = r.text[:300] or r.reason
         if r.status_code == 401:
             err = RemoteError(f"The server at {self.url} refused the API key: {message}",
@@ -80,13 +105,19 @@ class RemoteEngine:
         else:
             err = RemoteError(f"Server {self.url} answered {r.status_code}: {message}")
         err.status = r.status_code  # type: ignore[attr-defined]
+        err.code = code  # type: ignore[attr-defined]
+        err.retry_after = r.headers.get("retry-after")  # type: ignore[attr-defined]
         return err
 
     def info(self, refresh: bool = False) -> dict[str, Any]:
-        """The server's ``/v1/info`` (version, model, device, limits)."""
+        """The server's ``/v1/info`` (version, model, device, limits); checks the API version."""
         if self._info is None or refresh:
-            self._info = self._request("GET", "/v1/info").json()
+            info = self._request("GET", "/v1/info").json()
+            check_api_version(self.url, info)
+            self._info = info
         return self._info
+
+    connect = info
 
     @property
     def name(self) -> str:
@@ -97,6 +128,7 @@ class RemoteEngine:
     def vocabulary(self, modality: str) -> list[str]:
         m = normalize_modality(modality) or "ct"
         if m not in self._vocab:
+            self.info()
             self._vocab[m] = list(self._request("GET", "/v1/vocabulary", params={"modality": m}).json()["terms"])
         return list(self._vocab[m])
 
@@ -110,10 +142,34 @@ class RemoteEngine:
         mods = self.info().get("modalities")
         return tuple(mods) if mods else None
 
+    def upload(self, volume: Volume) -> tuple[str, int]:
+        """Store ``volume`` on the server; (image id, bytes sent). A repeat is one small GET."""
+        name, raw = protocol.wire_array(volume)
+        geo = protocol.geometry_header(volume.shape, name, volume.ijk_to_ras)
+        iid = protocol.image_id(geo, raw)
+        try:
+            self._request("GET", f"/v1/images/{iid}")
+            return iid, 0
+        except RemoteError as exc:
+            if getattr(exc, "code", "") != "image_unknown":
+                raise
+        return iid, self._put_image(geo, raw, iid)
+
+    def _put_image(self, geo: dict, raw: bytes, iid: str) -> int:
+        import numpy as np
+
+        body = protocol.pack_message({"version": protocol.VERSION, **geo, "compression": self.codec},
+                                     protocol.compress_bytes(raw, self.codec, np.dtype(geo["dtype"]).itemsize))
+        got = self._request("PUT", "/v1/images", data=body, headers={"Content-Type": protocol.CONTENT_TYPE}).json()
+        if got.get("id") != iid:
+            raise RemoteError(f"Server {self.url} stored the scan under id {got.get('id')!r}, expected {iid}.",
+                              "Client and server disagree on the image format; update both.")
+        return len(body)
+
     def segment(self, volume: Volume, prompts: Sequence, *, modality: str | None = None,
                 roi_ras: tuple[Sequence[float], Sequence[float]] | None = None,
                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> EngineResult:
-        """Upload, poll with progress, fetch the masks (on ``volume``'s grid).
+        """Upload (once), follow progress, fetch the masks (on ``volume``'s grid).
 
         Prompts are resolved here against the server's vocabulary (the same rule as a local
         engine); the server is sent each prompt's term, and the result is keyed by its text."""
@@ -123,6 +179,7 @@ class RemoteEngine:
         if not [p for p in prompts if (p if isinstance(p, str) else getattr(p, "text", "")).strip()]:
             raise TerminologyError("No prompt given.", "Name at least one structure, e.g. liver.")
         volume.validate(check_values=True)
+        self.info()
         mod = normalize_modality(modality) if modality else volume.modality
         resolved = engine_prompts(self, prompts, mod)
         by_term: dict[str, str] = {}
@@ -133,26 +190,27 @@ class RemoteEngine:
             cancel.check()
         if progress:
             progress("upload", 0, 1)
-        body = protocol.encode_request(volume, texts, modality=mod, roi_ras=roi_ras,
-                                       probabilities=self.probabilities, compress=self.compress)
         t = time.perf_counter()
-        job = self._request("POST", "/v1/jobs", data=body,
-                            headers={"Content-Type": protocol.CONTENT_TYPE}).json()
+        iid, sent = self.upload(volume)
+        request = {"image": iid, "prompts": texts, "modality": mod or "", "probabilities": bool(self.probabilities),
+                   "roi_ras": None if roi_ras is None else [[float(x) for x in roi_ras[0]], [float(x) for x in roi_ras[1]]]}
+        job, n = self._submit(request, volume, cancel)
+        sent += n
         timings = {"upload": time.perf_counter() - t}
-        upload_bytes = len(body)
-        del body
+        self.last_sent_bytes = sent
         if progress:
             progress("upload", 1, 1)
         jid = job["id"]
         try:
             status = self._wait(jid, progress, cancel)
+            if status["state"] == "cancelled":
+                raise CancelledError("Segmentation cancelled on the server.")
+            t = time.perf_counter()
+            r = self._during_job(jid, "GET", f"/v1/jobs/{jid}/result")
         except BaseException:
             self._delete(jid)
             raise
-        if status["state"] == "cancelled":
-            raise CancelledError("Segmentation cancelled on the server.")
-        t = time.perf_counter()
-        r = self._request("GET", f"/v1/jobs/{jid}/result")
+        self._delete(jid)  # frees the server's result memory at once
         masks, probs, server_timings, info = protocol.decode_result(r.content)
         timings["download"] = time.perf_counter() - t
         if any(m.shape != volume.shape for m in masks.values()) or set(masks) != set(texts):
@@ -160,7 +218,7 @@ class RemoteEngine:
                               f"(prompts {sorted(masks)}, expected {sorted(texts)}).", "Update the server.")
         timings.update({f"server_{k}": float(v) for k, v in server_timings.items()})
         timings["total"] = time.perf_counter() - t0
-        info = {**info, "server": self.url, "upload_bytes": upload_bytes, "result_bytes": len(r.content)}
+        info = {**info, "server": self.url, "image": iid, "upload_bytes": sent, "result_bytes": len(r.content)}
         res = EngineResult(masks={}, probabilities={}, timings=timings, info=info)
         found, reasons = info.pop("found", None) or {}, info.pop("reasons", None) or {}
         info.pop("prompts", None)
@@ -174,20 +232,98 @@ class RemoteEngine:
             res.prompts[p.text] = p
         return res
 
+    def _submit(self, request: dict, volume: Volume, cancel: CancelToken | None) -> tuple[dict, int]:
+        """POST the job; re-upload once if the image is gone; wait out a full queue. (job, bytes sent)."""
+        body = json.dumps(request, separators=(",", ":")).encode("utf-8")
+        sent, reuploaded = 0, False
+        deadline = time.monotonic() + self.queue_wait_s
+        while True:
+            try:
+                sent += len(body)
+                return self._request("POST", "/v1/jobs", data=body,
+                                     headers={"Content-Type": "application/json"}).json(), sent
+            except RemoteError as exc:
+                code = getattr(exc, "code", "")
+                if code == "image_unknown" and not reuploaded:
+                    name, raw = protocol.wire_array(volume)
+                    geo = protocol.geometry_header(volume.shape, name, volume.ijk_to_ras)
+                    sent += self._put_image(geo, raw, request["image"])
+                    reuploaded = True
+                    continue
+                if code in ("queue_full", "client_limit") and time.monotonic() < deadline:
+                    wait = min(float(getattr(exc, "retry_after", None) or 1), max(0.0, deadline - time.monotonic()))
+                    if cancel is not None:
+                        if cancel._event.wait(wait):
+                            cancel.check()
+                    else:
+                        time.sleep(wait)
+                    continue
+                raise
+
+    def _during_job(self, jid: str, method: str, path: str, **kw: Any) -> requests.Response:
+        """A request about a running job; a lost server becomes one clear line."""
+        try:
+            return self._request(method, path, **kw)
+        except RemoteError as exc:
+            if getattr(exc, "status", None) is None or getattr(exc, "code", "") == "job_unknown":
+                why = getattr(exc, "reason", None) or "it no longer knows the job"
+                raise RemoteError(f"Lost job {jid[:8]} on {self.url}: the server stopped or restarted while it ran "
+                                  f"({why}).", "Run it again; the scan is uploaded again if the server needs it.") from None
+            raise
+
+    def _report(self, status: dict, progress: ProgressCallback | None, last: Any) -> Any:
+        if status["state"] == "queued":
+            key = ("queued", 0, int(status.get("queue_position") or 0))
+        else:
+            key = (status["stage"], status["done"], status["total"])
+        if progress and key != last and key[2]:
+            progress(*key)
+        return key
+
     def _wait(self, jid: str, progress: ProgressCallback | None, cancel: CancelToken | None) -> dict[str, Any]:
+        if self.stream:
+            status = self._follow(jid, progress, cancel)
+        else:
+            status = self._poll(jid, progress, cancel)
+        if status["state"] == "failed":  # the result endpoint carries the error and its code
+            self._during_job(jid, "GET", f"/v1/jobs/{jid}/result")
+        return status
+
+    def _follow(self, jid: str, progress: ProgressCallback | None, cancel: CancelToken | None) -> dict[str, Any]:
+        last, status = None, None
+        beat = max(0.05, min(self.poll_interval, 5.0))
+        r = self._during_job(jid, "GET", f"/v1/jobs/{jid}/events", params={"heartbeat": beat}, stream=True,
+                             timeout=(self.timeout, max(10.0, 20 * beat)))
+        try:
+            for line in r.iter_lines():
+                if cancel is not None and cancel.cancelled:
+                    self._delete(jid)
+                    raise CancelledError("Segmentation cancelled by the user.")
+                if not line:
+                    continue
+                status = json.loads(line)
+                last = self._report(status, progress, last)
+                if status["state"] in ("done", "failed", "cancelled"):
+                    return status
+        except (requests.RequestException, ValueError) as exc:
+            reason = _reason(exc) if isinstance(exc, requests.RequestException) else "broken event stream"
+            raise RemoteError(f"Lost job {jid[:8]} on {self.url}: the server stopped or restarted while it ran "
+                              f"({reason}).", "Run it again; the scan is uploaded again if the server needs it.") from None
+        finally:
+            r.close()
+        raise RemoteError(f"Lost job {jid[:8]} on {self.url}: the event stream ended before the job finished "
+                          "(the server stopped or restarted).", "Run it again; the scan is uploaded again "
+                          "if the server needs it.")
+
+    def _poll(self, jid: str, progress: ProgressCallback | None, cancel: CancelToken | None) -> dict[str, Any]:
         last = None
         while True:
             if cancel is not None and cancel.cancelled:
                 self._delete(jid)
                 raise CancelledError("Segmentation cancelled by the user.")
-            status = self._request("GET", f"/v1/jobs/{jid}").json()
-            key = (status["stage"], status["done"], status["total"])
-            if progress and key != last and status["total"]:
-                progress(*key)
-            last = key
+            status = self._during_job(jid, "GET", f"/v1/jobs/{jid}").json()
+            last = self._report(status, progress, last)
             if status["state"] in ("done", "failed", "cancelled"):
-                if status["state"] == "failed":  # the result endpoint carries the error and status code
-                    self._request("GET", f"/v1/jobs/{jid}/result")
                 return status
             if cancel is not None:
                 cancel._event.wait(self.poll_interval)  # wakes at once on cancel
@@ -201,6 +337,17 @@ class RemoteEngine:
             pass  # best effort: the server forgets the job after its TTL anyway
 
 
+def check_api_version(url: str, info: dict[str, Any]) -> None:
+    """Raise a one-line :class:`RemoteError` when the server speaks another API version."""
+    if not isinstance(info, dict) or info.get("server") != "TextSeg":
+        raise RemoteError(f"{url} is not a TextSeg server. Check the URL and port.")
+    theirs = info.get("api_version", info.get("protocol"))
+    if theirs != protocol.VERSION:
+        raise RemoteError(f"Server {url} speaks TextSeg API {theirs} (textseg {info.get('version', '?')}), this "
+                          f"client speaks API {protocol.VERSION} (textseg {__version__}).",
+                          "Install the same textseg version on both sides.")
+
+
 def test_connection(url: str, api_key: str | None = None, timeout: float = 10.0) -> tuple[bool, str]:
     """(ok, user-facing message) for the Slicer panel's "Test connection" button."""
     try:
@@ -212,8 +359,6 @@ def test_connection(url: str, api_key: str | None = None, timeout: float = 10.0)
         return False, str(exc)
     except ValueError:
         return False, f"{url} answered, but not as a TextSeg server (no JSON). Check the URL and port."
-    if info.get("server") != "TextSeg":
-        return False, f"{url} is not a TextSeg server. Check the URL and port."
     return True, (f"Connected to TextSeg server {info.get('version', '?')} at {engine.url}, "
                   f"model {info.get('model', '?')} on {info.get('device', '?')}")
 

@@ -1,15 +1,20 @@
-"""Wire format of the TextSeg remote server (version 1). No pickle anywhere.
+"""Wire format of the TextSeg remote server (API version 2). No pickle anywhere.
 
-A message (request or result) is one binary body::
+A binary message (image upload, inline job, result) is one body::
 
     b"TXSG" | uint32 little-endian header length | UTF-8 JSON header | payload
 
-Segment request header: ``version``, ``shape`` (3 ints, I J K), ``dtype``
-(a little-endian numpy scalar type from :data:`DTYPES`), ``ijk_to_ras``
-(4×4 finite numbers), ``modality``, ``prompts`` (list of str), ``roi_ras``
-(``[[R,A,S],[R,A,S]]`` or null), ``probabilities`` (bool) and
-``compression`` ("none" or "zlib"). The payload is the array in Fortran
-order (I fastest, like NIfTI/NRRD), optionally zlib-compressed.
+Image (``PUT /v1/images``) header: ``version``, ``shape`` (3 ints, I J K), ``dtype``
+(a little-endian numpy scalar type from :data:`DTYPES`), ``ijk_to_ras`` (4×4 finite
+numbers) and ``compression`` (one of :data:`CODECS`). The payload is the array in
+Fortran order (I fastest, like NIfTI/NRRD), compressed. The image id is
+:func:`image_id`: SHA-256 of the canonical geometry JSON and the raw array bytes,
+so the same scan always has the same id and a repeat upload can be skipped.
+
+A job (``POST /v1/jobs``, JSON) names the image: ``{"image", "prompts", "modality",
+"roi_ras", "probabilities"}``. The version-1 style inline body (image header +
+``modality``, ``prompts``, ``roi_ras``, ``probabilities``) is still accepted with
+``version`` 2 (:func:`encode_request`).
 
 Result header: ``shape``, ``masks`` / ``probabilities`` (lists of
 ``{"prompt", "offset", "nbytes"}`` into the decompressed payload),
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import hashlib
 import struct
 import zlib
 from typing import Any, Sequence
@@ -30,7 +36,10 @@ from ..errors import RemoteError
 from ..volume import MODALITIES, Volume
 
 MAGIC = b"TXSG"
-VERSION = 1
+VERSION = 2
+#: volume codecs: "blosc2" (byte-shuffle + zstd in a Blosc2 frame, the default), "zstd", "zlib", "none"
+CODECS = ("blosc2", "zstd", "zlib", "none")
+DEFAULT_CODEC = "blosc2"
 CONTENT_TYPE = "application/x-textseg"
 #: numpy dtype names accepted on the wire (always little-endian).
 DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
@@ -67,28 +76,73 @@ def unpack_message(body: bytes | memoryview, source: str = "message") -> tuple[d
     return header, body[8 + n:]
 
 
+def best_codec() -> str:
+    """blosc2 when installed (the ``server`` extra), else zlib (always there)."""
+    try:
+        import blosc2  # noqa: F401
+    except ImportError:
+        return "zlib"
+    return "blosc2"
+
+
+def compress_bytes(raw: bytes, codec: str = DEFAULT_CODEC, itemsize: int = 1) -> bytes:
+    """``raw`` compressed with ``codec`` (see :data:`CODECS`); ``itemsize`` lets blosc2 shuffle bytes."""
+    if codec == "none":
+        return raw
+    if codec == "zlib":
+        return zlib.compress(raw, 1)
+    if codec == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor(level=1, threads=-1, write_content_size=True).compress(raw)
+    if codec == "blosc2":
+        import blosc2
+
+        cparams = {"typesize": max(1, int(itemsize)), "codec": blosc2.Codec.ZSTD, "clevel": 1,
+                   "filters": [blosc2.Filter.SHUFFLE]}
+        return blosc2.SChunk(chunksize=8 << 20, data=raw, cparams=cparams).to_cframe()
+    raise ValueError(f"unknown codec {codec!r}")
+
+
 def _decompress(data: memoryview, compression: str, expected: int, source: str) -> bytes:
-    if compression == "none":
-        raw = bytes(data)
-    elif compression == "zlib":
-        d = zlib.decompressobj()
-        try:
-            raw = d.decompress(bytes(data), expected + 1)  # never inflate beyond what the header promises
-        except zlib.error as exc:
-            raise ProtocolError(f"{source}: payload is not valid zlib data ({exc}).", "Send it again.") from None
-    else:
-        raise ProtocolError(f"{source}: compression {compression!r} is unknown.", "Use 'none' or 'zlib'.")
+    """Decompress at most ``expected`` bytes (a compression bomb is refused before inflating)."""
+    bad = f"{source}: payload is not valid {compression} data"
+    try:
+        if compression == "none":
+            raw = bytes(data)
+        elif compression == "zlib":
+            raw = zlib.decompressobj().decompress(bytes(data), expected + 1)  # never beyond the header's promise
+        elif compression == "zstd":
+            import zstandard
+
+            size = zstandard.frame_content_size(bytes(data[:18]))
+            if size != expected:
+                raise ProtocolError(f"{source}: zstd frame holds {size:,} bytes, the header's shape × dtype needs "
+                                    f"{expected:,}.", "Resend with TextSegLib.remote.")
+            raw = zstandard.ZstdDecompressor().decompress(bytes(data), max_output_size=expected)
+        elif compression == "blosc2":
+            import blosc2
+
+            schunk = blosc2.schunk_from_cframe(bytes(data), copy=True)
+            if schunk.nbytes != expected:
+                raise ProtocolError(f"{source}: blosc2 frame holds {schunk.nbytes:,} bytes, the header's shape × "
+                                    f"dtype needs {expected:,}.", "Resend with TextSegLib.remote.")
+            raw = schunk[:] if expected else b""
+        else:
+            raise ProtocolError(f"{source}: compression {compression!r} is unknown.", f"Use one of: {', '.join(CODECS)}.")
+    except ProtocolError:
+        raise
+    except Exception as exc:  # zlib.error, zstandard.ZstdError, blosc2's RuntimeError/ValueError
+        raise ProtocolError(f"{bad} ({type(exc).__name__}).", "Send it again.") from None
     if len(raw) != expected:
         raise ProtocolError(f"{source}: payload has {len(raw):,} bytes but the header's shape × dtype needs {expected:,}.",
                             "Check shape and dtype in the header, or resend a complete upload.")
     return raw
 
 
-# -- segment request ----------------------------------------------------------------
-def encode_request(volume: Volume, prompts: Sequence[str], *, modality: str | None = None,
-                   roi_ras: tuple[Sequence[float], Sequence[float]] | None = None,
-                   probabilities: bool = False, compress: bool = True) -> bytes:
-    """The body of ``POST /v1/jobs`` for ``volume`` and ``prompts``."""
+# -- images ---------------------------------------------------------------------------
+def wire_array(volume: Volume) -> tuple[str, bytes]:
+    """(wire dtype name, raw little-endian Fortran-order bytes) of ``volume.array``."""
     a = volume.array
     name = a.dtype.name
     if name not in DTYPES:  # bool, int64, float16 ... -> a wire type that holds every value exactly
@@ -99,16 +153,92 @@ def encode_request(volume: Volume, prompts: Sequence[str], *, modality: str | No
         else:
             fits = a.size == 0 or (int(a.min()) >= -2**31 and int(a.max()) < 2**31)
             name = "int32" if fits else "float64"
-    raw = np.asarray(a, dtype=np.dtype(name).newbyteorder("<")).tobytes(order="F")
+    return name, np.asarray(a, dtype=np.dtype(name).newbyteorder("<")).tobytes(order="F")
+
+
+def geometry_header(shape: Sequence[int], dtype: str, ijk_to_ras: Any) -> dict[str, Any]:
+    return {"shape": [int(s) for s in shape], "dtype": dtype,
+            "ijk_to_ras": np.asarray(ijk_to_ras, dtype=float).tolist()}
+
+
+def image_id(geometry: dict[str, Any], raw: bytes | memoryview) -> str:
+    """SHA-256 (hex) of the canonical geometry JSON and the raw voxel bytes."""
+    g = {k: geometry[k] for k in ("shape", "dtype", "ijk_to_ras")}
+    h = hashlib.sha256(json.dumps(g, separators=(",", ":"), sort_keys=True).encode("utf-8"))
+    h.update(raw)
+    return h.hexdigest()
+
+
+def encode_image(volume: Volume, codec: str = DEFAULT_CODEC) -> tuple[str, bytes]:
+    """(image id, body of ``PUT /v1/images``) for ``volume``."""
+    name, raw = wire_array(volume)
+    geo = geometry_header(volume.shape, name, volume.ijk_to_ras)
+    iid = image_id(geo, raw)
+    header = {"version": VERSION, **geo, "compression": codec}
+    return iid, pack_message(header, compress_bytes(raw, codec, np.dtype(name).itemsize))
+
+
+def _check_version(header: dict, source: str) -> None:
+    if header.get("version") != VERSION:
+        raise ProtocolError(f"{source}: API version {header.get('version')!r} is not supported (server speaks {VERSION}).",
+                            "Update the client or the server so both use the same TextSeg version.")
+
+
+def _geometry(header: dict, source: str, max_voxels: int | None) -> tuple[list[int], str, np.ndarray]:
+    shape = _field(header, "shape", list, source)
+    if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape):
+        raise ProtocolError(f"{source}: header field 'shape' must be three positive integers, got {shape!r:.80}.")
+    voxels = shape[0] * shape[1] * shape[2]
+    if max_voxels is not None and voxels > max_voxels:
+        from ..errors import VolumeTooLargeError
+        raise VolumeTooLargeError(f"{source}: {voxels:,} voxels {tuple(shape)} exceed this server's limit of {max_voxels:,}.",
+                                  "Crop the scan (e.g. with an ROI) or ask the server admin to raise --max-voxels.")
+    dtype = _field(header, "dtype", str, source)
+    if dtype not in DTYPES:
+        raise ProtocolError(f"{source}: header field 'dtype' is {dtype!r}.", f"Use one of: {', '.join(DTYPES)}.")
+    rows = _field(header, "ijk_to_ras", list, source)
+    if len(rows) != 4:
+        raise ProtocolError(f"{source}: header field 'ijk_to_ras' must be a 4×4 matrix (4 rows of 4 numbers).")
+    matrix = np.array([_numbers(r, 4, "ijk_to_ras", source) for r in rows])
+    return shape, dtype, matrix
+
+
+def decode_image(body: bytes | memoryview, *, max_voxels: int | None = None,
+                 source: str = "image upload") -> tuple[str, dict[str, Any], bytes]:
+    """(image id, geometry header, raw bytes) from a ``PUT /v1/images`` body; every field checked."""
+    header, payload = unpack_message(body, source)
+    _check_version(header, source)
+    shape, dtype, matrix = _geometry(header, source, max_voxels)
+    compression = header.get("compression", "none")
+    raw = _decompress(payload, compression if isinstance(compression, str) else repr(compression),
+                      shape[0] * shape[1] * shape[2] * np.dtype(dtype).itemsize, source)
+    geo = geometry_header(shape, dtype, matrix)
+    volume_from_raw(geo, raw, "", source).validate(check_values=True)
+    return image_id(geo, raw), geo, raw
+
+
+def volume_from_raw(geometry: dict[str, Any], raw: bytes, modality: str = "", name: str = "image") -> Volume:
+    dt = np.dtype(geometry["dtype"]).newbyteorder("<")
+    array = np.frombuffer(raw, dtype=dt).reshape(geometry["shape"], order="F")
+    return Volume(array.astype(array.dtype.newbyteorder("="), copy=False), np.asarray(geometry["ijk_to_ras"], float),
+                  modality, name=name)
+
+
+# -- segment request ----------------------------------------------------------------
+def encode_request(volume: Volume, prompts: Sequence[str], *, modality: str | None = None,
+                   roi_ras: tuple[Sequence[float], Sequence[float]] | None = None,
+                   probabilities: bool = False, compress: bool | str = True) -> bytes:
+    """An inline ``POST /v1/jobs`` body (image and job in one message) for ``volume`` and ``prompts``."""
+    codec = compress if isinstance(compress, str) else ("zlib" if compress else "none")
+    name, raw = wire_array(volume)
     header = {
-        "version": VERSION, "shape": list(volume.shape), "dtype": name,
-        "ijk_to_ras": np.asarray(volume.ijk_to_ras, dtype=float).tolist(),
+        "version": VERSION, **geometry_header(volume.shape, name, volume.ijk_to_ras),
         "modality": modality if modality is not None else volume.modality,
         "prompts": list(prompts),
         "roi_ras": None if roi_ras is None else [[float(x) for x in roi_ras[0]], [float(x) for x in roi_ras[1]]],
-        "probabilities": bool(probabilities), "compression": "zlib" if compress else "none",
+        "probabilities": bool(probabilities), "compression": codec,
     }
-    return pack_message(header, zlib.compress(raw, 1) if compress else raw)
+    return pack_message(header, compress_bytes(raw, codec, np.dtype(name).itemsize))
 
 
 def _field(header: dict, name: str, kind: type | tuple, source: str) -> Any:
@@ -129,52 +259,44 @@ def _numbers(value: Any, n: int, name: str, source: str) -> list[float]:
     return [float(x) for x in value]
 
 
-def decode_request(body: bytes | memoryview, *, max_voxels: int | None = None,
-                   source: str = "request") -> tuple[Volume, list[str], dict[str, Any]]:
-    """(volume, prompts, options) from a request body; every field is checked."""
-    header, payload = unpack_message(body, source)
-    if header.get("version") != VERSION:
-        raise ProtocolError(f"{source}: protocol version {header.get('version')!r} is not supported (server speaks {VERSION}).",
-                            "Update the client or the server so both use the same TextSeg version.")
-    shape = _field(header, "shape", list, source)
-    if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape):
-        raise ProtocolError(f"{source}: header field 'shape' must be three positive integers, got {shape!r:.80}.")
-    voxels = shape[0] * shape[1] * shape[2]
-    if max_voxels is not None and voxels > max_voxels:
-        from ..errors import VolumeTooLargeError
-        raise VolumeTooLargeError(f"{source}: {voxels:,} voxels {tuple(shape)} exceed this server's limit of {max_voxels:,}.",
-                                  "Crop the scan (e.g. with an ROI) or ask the server admin to raise --max-voxels.")
-    dtype = _field(header, "dtype", str, source)
-    if dtype not in DTYPES:
-        raise ProtocolError(f"{source}: header field 'dtype' is {dtype!r}.", f"Use one of: {', '.join(DTYPES)}.")
-    rows = _field(header, "ijk_to_ras", list, source)
-    if len(rows) != 4:
-        raise ProtocolError(f"{source}: header field 'ijk_to_ras' must be a 4×4 matrix (4 rows of 4 numbers).")
-    matrix = np.array([_numbers(r, 4, "ijk_to_ras", source) for r in rows])
-    modality = _field(header, "modality", str, source).strip().lower()
+def check_job_fields(header: dict, source: str) -> dict[str, Any]:
+    """``prompts``, ``modality``, ``roi_ras``, ``probabilities`` of a job, checked (raises :class:`ProtocolError`)."""
+    modality = _field(header, "modality", str, source).strip().lower() if "modality" in header else ""
     if modality not in MODALITIES + ("",):
-        raise ProtocolError(f"{source}: header field 'modality' is {modality!r}.", "Use one of: ct, mri, pet (or '').")
+        raise ProtocolError(f"{source}: field 'modality' is {modality!r}.", "Use one of: ct, mri, pet (or '').")
     prompts = _field(header, "prompts", list, source)
     if not prompts or len(prompts) > MAX_PROMPTS or not all(
             isinstance(p, str) and p.strip() and len(p) <= MAX_PROMPT_CHARS for p in prompts):
-        raise ProtocolError(f"{source}: header field 'prompts' must be 1 to {MAX_PROMPTS} non-empty strings "
+        raise ProtocolError(f"{source}: field 'prompts' must be 1 to {MAX_PROMPTS} non-empty strings "
                             f"of at most {MAX_PROMPT_CHARS} characters.", "Name at least one structure, e.g. 'liver'.")
     roi = header.get("roi_ras")
     if roi is not None:
         if not isinstance(roi, list) or len(roi) != 2:
-            raise ProtocolError(f"{source}: header field 'roi_ras' must be null or [[R,A,S],[R,A,S]].")
+            raise ProtocolError(f"{source}: field 'roi_ras' must be null or [[R,A,S],[R,A,S]].")
         roi = (_numbers(roi[0], 3, "roi_ras", source), _numbers(roi[1], 3, "roi_ras", source))
     probs = header.get("probabilities", False)
     if not isinstance(probs, bool):
-        raise ProtocolError(f"{source}: header field 'probabilities' must be true or false.")
-    compression = header.get("compression", "none")
-    itemsize = np.dtype(dtype).itemsize
-    raw = _decompress(payload, compression if isinstance(compression, str) else repr(compression),
-                      voxels * itemsize, source)
-    array = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape, order="F")
-    volume = Volume(array.astype(array.dtype.newbyteorder("="), copy=False), matrix, modality, name=source)
-    volume.validate(check_values=True)
-    return volume, [p.strip() for p in prompts], {"modality": modality or None, "roi_ras": roi, "probabilities": probs}
+        raise ProtocolError(f"{source}: field 'probabilities' must be true or false.")
+    return {"prompts": [p.strip() for p in prompts], "modality": modality or None, "roi_ras": roi,
+            "probabilities": probs}
+
+
+def decode_request(body: bytes | memoryview, *, max_voxels: int | None = None,
+                   source: str = "request") -> tuple[Volume, list[str], dict[str, Any]]:
+    """(volume, prompts, options) from an inline job body; every field is checked."""
+    iid, geo, raw, opts = decode_inline(body, max_voxels=max_voxels, source=source)
+    volume = volume_from_raw(geo, raw, opts["modality"] or "", source)
+    return volume, opts.pop("prompts"), opts
+
+
+def decode_inline(body: bytes | memoryview, *, max_voxels: int | None = None,
+                  source: str = "request") -> tuple[str, dict[str, Any], bytes, dict[str, Any]]:
+    """(image id, geometry, raw bytes, job fields) from an inline job body."""
+    header, _ = unpack_message(body, source)
+    _check_version(header, source)
+    opts = check_job_fields(header, source)
+    iid, geo, raw = decode_image(body, max_voxels=max_voxels, source=source)
+    return iid, geo, raw, opts
 
 
 # -- result ---------------------------------------------------------------------------

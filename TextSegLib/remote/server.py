@@ -1,269 +1,389 @@
 """The TextSeg inference server: ``create_app(engine_factory, ...)`` returns a FastAPI app.
 
-Endpoints (JSON unless noted; errors are ``{"error": "what is wrong, what to do"}``):
+Endpoints (JSON unless noted; every error is ``{"code": CODE, "error": message}``, see
+:mod:`.codes`; the OpenAPI schema is at ``/v1/openapi.json``):
 
 * ``GET /v1/health`` — liveness, no key needed, no details.
-* ``GET /v1/info`` — server version, model, device, vocabulary sizes, limits.
-* ``GET /v1/vocabulary?modality=ct`` — the model's trained terms.
-* ``POST /v1/jobs`` — body in the :mod:`.protocol` format → 202 ``{"id"}``; 429 while busy.
-* ``GET /v1/jobs/{id}`` — state, stage, done/total. ``DELETE`` cancels it.
-* ``GET /v1/jobs/{id}/result`` — the result message (binary); the job is then forgotten.
-* ``POST /v1/segment`` — one call: job + wait + result.
+* ``GET /v1/info`` — version, API version, model, devices, vocabulary sizes, limits, queue,
+  result budget and TTL, image cache.
+* ``GET /v1/vocabulary?modality=ct`` — the served model's trained terms for that modality.
+* ``GET /v1/resolve?text=lt+kidn&modality=ct`` — how the server resolves prompts (same rule as the CLI).
+* ``PUT /v1/images`` — a volume (binary, :mod:`.protocol`) stored under its content hash → ``{"id"}``.
+  ``GET /v1/images/{id}`` says whether the server still holds it.
+* ``POST /v1/jobs`` — JSON ``{"image", "prompts", "modality", "roi_ras", "probabilities"}`` (or an
+  inline binary body) → 202 ``{"id"}``; 503 ``queue_full`` / 429 ``client_limit`` with ``Retry-After``.
+* ``GET /v1/jobs/{id}`` — state, stage, done/total, queue position, estimated start.
+* ``GET /v1/jobs/{id}/events`` — the same status as NDJSON lines, one per change, until final.
+* ``GET /v1/jobs/{id}/result`` — the result message (binary). ``DELETE /v1/jobs/{id}`` cancels the
+  job (a queued one leaves the queue) and forgets it and its result.
+* ``POST /v1/segment`` — one call: job + wait + result (the job is then forgotten).
 
-Every endpoint but health needs ``Authorization: Bearer KEY`` when a key is set.
-Scans and results live in memory only; results are dropped after fetch or ``result_ttl_s``.
+Every endpoint but health needs ``Authorization: Bearer KEY`` when a key is set. Scans and
+results live in memory only, within the image cache cap and the result budget / TTL.
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-import threading
-import time
-import uuid
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Annotated, Any, Callable, Literal, Optional, Sequence
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..engine.base import CancelToken, Engine
-from ..errors import CancelledError, RemoteError, TextSegError, VolumeTooLargeError
+from ..engine.base import Engine
+from ..engine.jobs import FINAL_STATES
+from ..errors import RemoteError
 from ..volume import MODALITIES
 from . import protocol
 from .auth import bearer_ok
+from .codes import CODES, ApiError, from_textseg_error
+from .images import ImageStore
+from .queue import JobQueue, ServerJob
 
 log = logging.getLogger("textseg.server")
 
-
-class HTTPError(Exception):
-    """An error answered as ``{"error": message}`` with ``status``."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
+ImageId = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 content id from PUT /v1/images")
 
 
-@dataclass
-class Job:
+Prompt = Annotated[str, StringConstraints(min_length=1, max_length=protocol.MAX_PROMPT_CHARS)]  # blank: 422 prompt_invalid
+Corner = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=3, max_length=3)]
+
+
+class JobRequest(BaseModel):
+    """Body of ``POST /v1/jobs`` (JSON)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    image: str = ImageId
+    prompts: list[Prompt] = Field(min_length=1, max_length=protocol.MAX_PROMPTS)
+    modality: Literal["ct", "mri", "pet", ""] = ""
+    roi_ras: Optional[list[Corner]] = Field(default=None, min_length=2, max_length=2,
+                                           description="two opposite corners [R, A, S] in mm")
+    probabilities: bool = False
+
+
+class ErrorBody(BaseModel):
+    code: str
+    error: str
+
+
+class JobCreated(BaseModel):
     id: str
-    prompts: list[str]
-    state: str = "queued"  # queued, running, done, failed, cancelled
-    stage: str = "queued"
-    done: int = 0
-    total: int = 0
-    error: str = ""
-    error_status: int = 0
-    result: bytes | None = None
-    created: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-    cancel: CancelToken = field(default_factory=CancelToken)
-    thread: threading.Thread | None = None
-
-    def status(self) -> dict[str, Any]:
-        return {"id": self.id, "state": self.state, "stage": self.stage, "done": self.done, "total": self.total,
-                "error": self.error or None, "elapsed_s": round((self.finished or time.monotonic()) - self.created, 3)}
+    image: str
+    status_url: str
+    events_url: str
+    result_url: str
+    prompts: list[dict[str, Any]]
 
 
-class JobManager:
-    """Runs one job at a time on one engine, in a worker thread."""
-
-    def __init__(self, get_engine: Callable[[], Engine], result_ttl_s: float) -> None:
-        self.get_engine = get_engine
-        self.ttl = result_ttl_s
-        self.jobs: dict[str, Job] = {}
-        self.lock = threading.Lock()
-
-    def sweep(self) -> None:
-        now = time.monotonic()
-        with self.lock:
-            for jid in [j.id for j in self.jobs.values() if j.finished is not None and now - j.finished > self.ttl]:
-                del self.jobs[jid]
-
-    def active(self) -> Job | None:
-        return next((j for j in self.jobs.values() if j.finished is None), None)
-
-    def submit(self, volume, prompts: list[str], opts: dict[str, Any]) -> Job:
-        self.sweep()
-        with self.lock:
-            busy = self.active()
-            if busy is not None:
-                raise HTTPError(429, f"The server is busy with another segmentation (job {busy.id}, {busy.stage}). "
-                                     "Try again when it has finished.", {"Retry-After": "2"})
-            job = Job(id=uuid.uuid4().hex, prompts=prompts)
-            self.jobs[job.id] = job
-        job.thread = threading.Thread(target=self._run, args=(job, volume, opts), name=f"textseg-job-{job.id[:8]}",
-                                      daemon=True)
-        job.thread.start()
-        return job
-
-    def _run(self, job: Job, volume, opts: dict[str, Any]) -> None:
-        def progress(stage: str, done: int, total: int) -> None:
-            job.stage, job.done, job.total = stage, int(done), int(total)
-
-        try:
-            job.state = job.stage = "running"
-            engine = self.get_engine()
-            res = engine.segment(volume, job.prompts, modality=opts["modality"], roi_ras=opts["roi_ras"],
-                                 progress=progress, cancel=job.cancel)
-            job.cancel.check()
-            job.stage = "packing"
-            info = {**res.info, "found": {k: res.is_found(k) for k in res.masks}, "reasons": dict(res.reasons),
-                    "prompts": {k: p.to_json() for k, p in res.prompts.items()}}
-            job.result = protocol.encode_result(volume.shape, res.masks,
-                                                res.probabilities if opts["probabilities"] else None,
-                                                res.timings, info)
-            job.state = job.stage = "done"
-        except CancelledError:
-            job.state = job.stage = "cancelled"
-            job.error, job.error_status = "The job was cancelled.", 410
-        except TextSegError as exc:
-            job.state, job.error, job.error_status = "failed", str(exc), 422
-        except Exception as exc:  # keep the server alive; the client gets a one-line reason
-            log.exception("job %s failed", job.id)
-            job.state, job.error, job.error_status = "failed", f"Internal server error: {type(exc).__name__}: {exc}", 500
-        finally:
-            del volume
-            job.finished = time.monotonic()
-
-    def get(self, job_id: str) -> Job:
-        self.sweep()
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise HTTPError(404, f"Job {job_id!r} is unknown: it never existed, its result was already fetched, "
-                                 "or it expired.", )
-        return job
+_ERR = {"model": ErrorBody}
+_BIN = {"content": {protocol.CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}, "required": True}
 
 
-def create_app(engine_factory: Callable[[], Engine], *, api_key: str | None = None, max_upload_mb: float = 1024,
-               max_voxels: int = 512 * 512 * 2048, result_ttl_s: float = 600.0) -> FastAPI:
-    """A FastAPI app serving the engine built (once, lazily) by ``engine_factory``."""
-    app = FastAPI(title="TextSeg server", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+def _errors(*statuses: int) -> dict:
+    return {s: {**_ERR, "description": ", ".join(c for c, (st, _) in CODES.items() if st == s)} for s in statuses}
+
+
+def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = None, max_upload_mb: float = 1024,
+               max_voxels: int = 512 * 512 * 2048, result_ttl_s: float = 600.0, devices: Sequence[str] | None = None,
+               max_queued: int = 64, per_client: int | None = None, result_budget_mb: float = 512,
+               image_cache_mb: float = 2048, event_heartbeat_s: float = 1.0) -> FastAPI:
+    """A FastAPI app serving the engine built (lazily, once per worker) by ``engine_factory``.
+
+    ``devices``: one worker per entry, each with ``engine_factory(device)``; ``None`` means one
+    worker with ``engine_factory()`` (the engine picks its device)."""
+    app = FastAPI(title="TextSeg server", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url="/v1/openapi.json")
     max_bytes = int(max_upload_mb * 1024 * 1024)
-    holder: dict[str, Engine] = {}
-    load_lock = threading.Lock()
+    if devices:
+        factories = [(lambda d=d: engine_factory(d)) for d in devices]
+        names = list(devices)
+    else:
+        factories, names = [engine_factory], ["default"]
+    images = ImageStore(int(image_cache_mb * 2**20))
+    jobs = JobQueue(factories, names, images=images, max_queued=max_queued, per_client=per_client,
+                    result_budget_bytes=int(result_budget_mb * 2**20), result_ttl_s=result_ttl_s)
+    app.state.jobs, app.state.images = jobs, images
 
-    def get_engine() -> Engine:
-        with load_lock:
-            if "engine" not in holder:
-                try:
-                    holder["engine"] = engine_factory()
-                except TextSegError as exc:
-                    raise HTTPError(503, f"The server's model could not be loaded: {exc}") from None
-            return holder["engine"]
+    def fail(exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
-    jobs = JobManager(get_engine, result_ttl_s)
-    app.state.jobs = jobs
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return fail(exc)
 
-    @app.exception_handler(HTTPError)
-    async def _http_error(request: Request, exc: HTTPError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ())) or "request"
+        got = f" (got {first['input']!r:.60})" if isinstance(first.get("input"), (str, int, float)) else ""
+        return fail(ApiError("bad_request", f"{where}{got}: {first.get('msg', 'invalid')}.", status=400))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of every route on this path, not only the first route's
+            from starlette.routing import Match
+
+            allowed = sorted({m for r in app.router.routes if r.matches(request.scope)[0] != Match.NONE
+                              for m in (getattr(r, "methods", None) or ())})
+            headers["Allow"] = ", ".join(allowed)
+        return fail(ApiError(code, f"{request.method} {request.url.path}: {exc.detail}.", status=exc.status_code,
+                             headers=headers))
 
     @app.middleware("http")
     async def _auth(request: Request, call_next):
         if request.url.path != "/v1/health" and not bearer_ok(request.headers.get("authorization"), api_key):
-            return JSONResponse({"error": "Missing or wrong API key. Send 'Authorization: Bearer KEY' with the "
-                                          "key the server was started with."}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
+            return fail(ApiError("unauthorized", "Missing or wrong API key. Send 'Authorization: Bearer KEY' with "
+                                                 "the key the server was started with.",
+                                 {"WWW-Authenticate": "Bearer"}))
         try:
             return await call_next(request)
-        except HTTPError as exc:  # raised from middleware-wrapped dependencies
-            return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+        except ApiError as exc:
+            return fail(exc)
 
     async def read_body(request: Request) -> bytearray:
-        limit_msg = (f"The upload is larger than this server's limit of {max_upload_mb:g} MB. "
-                     "Crop the scan or ask the server admin to raise --max-upload-mb.")
+        limit = ApiError("upload_too_large", f"The upload is larger than this server's limit of {max_upload_mb:g} MB. "
+                                             "Crop the scan or ask the server admin to raise --max-upload-mb.")
         length = request.headers.get("content-length")
         if length is not None:
             if not length.isdigit():
-                raise HTTPError(400, f"Content-Length {length!r} is not a number.")
+                raise ApiError("bad_request", f"Content-Length {length!r} is not a number.")
             if int(length) > max_bytes:
-                raise HTTPError(413, limit_msg)
+                raise limit
         buf = bytearray()
         async for chunk in request.stream():
             buf += chunk
             if len(buf) > max_bytes:
-                raise HTTPError(413, limit_msg)
+                raise limit
         return buf
 
-    def decode(body: bytes):
-        try:
-            return protocol.decode_request(body, max_voxels=max_voxels)
-        except protocol.ProtocolError as exc:
-            raise HTTPError(400, str(exc)) from None
-        except VolumeTooLargeError as exc:
-            raise HTTPError(413, str(exc)) from None
-        except TextSegError as exc:
-            raise HTTPError(422, str(exc)) from None
+    def owner_of(request: Request) -> str:
+        name = (request.headers.get("x-textseg-client") or "")[:100]
+        return f"{request.client.host if request.client else '?'}/{name}"
 
+    async def engine0() -> Engine:
+        return await run_in_threadpool(jobs.engine, 0)
+
+    # -- about ----------------------------------------------------------------------------
     @app.get("/v1/health")
     async def health() -> dict:
         return {"status": "ok"}
 
-    @app.get("/v1/info")
+    @app.get("/v1/info", responses=_errors(401, 503))
     async def info() -> dict:
-        engine = await run_in_threadpool(get_engine)
+        engine = await engine0()
         vocab = {m: len(await run_in_threadpool(engine.vocabulary, m)) for m in MODALITIES}
-        active = jobs.active()
-        return {"server": "TextSeg", "version": __version__, "protocol": protocol.VERSION, "model": engine.name,
-                "device": str(getattr(engine, "device", "unknown")), "vocabulary_size": vocab,
-                "limits": {"max_upload_mb": max_upload_mb, "max_voxels": max_voxels, "result_ttl_s": result_ttl_s},
-                "busy": active is not None, "free_text": bool(getattr(engine, "free_text", True)),
+        return {"server": "TextSeg", "version": __version__, "api_version": protocol.VERSION,
+                "protocol": protocol.VERSION, "model": engine.name,
+                "device": str(getattr(engine, "device", names[0])), "vocabulary_size": vocab,
+                "limits": {"max_upload_mb": max_upload_mb, "max_voxels": max_voxels, "result_ttl_s": result_ttl_s,
+                           "result_budget_mb": result_budget_mb, "image_cache_mb": image_cache_mb,
+                           "max_queued": max_queued, "per_client": per_client},
+                "queue": jobs.info(), "images": images.stats(), "codecs": list(protocol.CODECS),
+                "busy": jobs.busy(), "free_text": bool(getattr(engine, "free_text", True)),
                 "modalities": list(getattr(engine, "modalities", None) or [])}
 
-    @app.get("/v1/vocabulary")
-    async def vocabulary(modality: str = "ct") -> dict:
-        m = modality.strip().lower()
-        if m not in MODALITIES:
-            raise HTTPError(400, f"Query parameter modality={modality!r} is unknown. Use one of: ct, mri, pet.")
-        engine = await run_in_threadpool(get_engine)
-        return {"modality": m, "terms": list(await run_in_threadpool(engine.vocabulary, m))}
+    @app.get("/v1/vocabulary", responses=_errors(400, 401, 503))
+    async def vocabulary(modality: Literal["ct", "mri", "pet"] = "ct") -> dict:
+        engine = await engine0()
+        known = list(getattr(engine, "modalities", None) or [])
+        trained = not known or modality in known
+        terms = list(await run_in_threadpool(engine.vocabulary, modality)) if trained else []
+        return {"modality": modality, "model": engine.name, "trained_on_modality": trained,
+                "free_text": bool(getattr(engine, "free_text", True)), "terms": terms,
+                "concepts": await run_in_threadpool(coded_terms, modality, tuple(terms))}
 
-    async def submit(request: Request) -> Job:
+    coded: dict[tuple, dict] = {}
+
+    def coded_terms(modality: str, terms: tuple[str, ...]) -> dict[str, Any]:
+        """Each served term -> its concept ``{"id", "name", "code"}`` (None: a model term with no code)."""
+        key = (modality, terms)
+        if key not in coded:
+            from ..knowledge.tree import default_tree
+
+            tree = default_tree()
+            out: dict[str, Any] = {}
+            for term, cid in tree.map_vocabulary(terms).items():
+                c = tree.get(cid) if cid else None
+                out[term] = {"id": c.id, "name": c.name, "code": c.code} if c else None
+            coded[key] = out
+        return coded[key]
+
+    def resolve(engine: Engine, prompts: list[str], modality: str) -> list:
+        from ..knowledge.resolved import engine_prompts
+
+        try:
+            return engine_prompts(engine, prompts, modality)
+        except Exception as exc:
+            raise from_textseg_error(exc) from None
+
+    @app.get("/v1/resolve", responses=_errors(400, 401, 422, 503))
+    async def resolve_text(text: str = Query(min_length=1, max_length=protocol.MAX_PROMPT_CHARS),
+                           modality: Literal["ct", "mri", "pet", ""] = "") -> dict:
+        engine = await engine0()
+        out = await run_in_threadpool(resolve, engine, [text], modality)
+        return {"text": text, "modality": modality, "prompts": [p.to_json() for p in out]}
+
+    # -- images ---------------------------------------------------------------------------
+    def store_image(body: bytes) -> tuple[Any, bool]:
+        try:
+            iid, geo, raw = protocol.decode_image(body, max_voxels=max_voxels)
+        except Exception as exc:
+            raise from_textseg_error(exc) from None
+        header, payload = protocol.unpack_message(body)
+        codec = header.get("compression", "none")
+        return images.put(iid, geo, raw, codec, None if codec == "none" else bytes(payload))
+
+    image_links = {"links": {"GetImage": {"operationId": "get_image", "parameters": {"image_id": "$response.body#/id"}}}}
+
+    @app.put("/v1/images", status_code=201, openapi_extra={"requestBody": _BIN}, operation_id="put_image",
+             responses={200: {"description": "already stored", **image_links}, 201: image_links,
+                        **_errors(400, 401, 413, 422)})
+    async def put_image(request: Request) -> JSONResponse:
         body = await read_body(request)
-        volume, prompts, opts = await run_in_threadpool(decode, body)
-        del body
-        await run_in_threadpool(get_engine)  # a model that cannot load is a 503 now, not a failed job
-        return jobs.submit(volume, prompts, opts)
+        item, new = await run_in_threadpool(store_image, bytes(body))
+        return JSONResponse({**item.info(), "existed": not new}, status_code=201 if new else 200)
 
-    @app.post("/v1/jobs", status_code=202)
+    @app.get("/v1/images/{image_id}", responses=_errors(400, 401, 404), operation_id="get_image")
+    async def get_image(image_id: str) -> dict:
+        item = images.get(image_id)
+        if item is None:
+            raise ApiError("image_unknown", f"Image {image_id[:80]} is not on this server (never uploaded, dropped "
+                                            "from the cache, or the server restarted). Upload it with PUT /v1/images.")
+        return item.info()
+
+    # -- jobs -----------------------------------------------------------------------------
+    def make_job(fields: dict[str, Any], image_id: str, owner: str) -> ServerJob:
+        blank = [i for i, p in enumerate(fields["prompts"]) if not p.strip()]
+        if blank:
+            raise ApiError("prompt_invalid", f"Prompt {blank[0] + 1} is empty. Name a structure, e.g. liver.")
+        item = images.get(image_id)
+        if item is None:
+            raise ApiError("image_unknown", f"Image {image_id} is not on this server (never uploaded, dropped from "
+                                            "the cache, or the server restarted). Upload it with PUT /v1/images.")
+        if fields.get("roi_ras") is not None:
+            roi = fields["roi_ras"]
+            if any(len(c) != 3 for c in roi):
+                raise ApiError("bad_request", "body.roi_ras: must be [[R,A,S],[R,A,S]].")
+            fields["roi_ras"] = (list(roi[0]), list(roi[1]))
+        engine = jobs.engine(0)
+        resolved = resolve(engine, [p.strip() for p in fields["prompts"]], fields.get("modality") or "")
+        return ServerJob(item, resolved, probabilities=bool(fields.get("probabilities")),
+                         modality=fields.get("modality") or None, roi_ras=fields.get("roi_ras"), owner=owner)
+
+    def inline_job(body: bytes, owner: str) -> ServerJob:
+        try:
+            iid, geo, raw, opts = protocol.decode_inline(body, max_voxels=max_voxels)
+        except Exception as exc:
+            raise from_textseg_error(exc) from None
+        header, payload = protocol.unpack_message(body)
+        codec = header.get("compression", "none")
+        images.put(iid, geo, raw, codec, None if codec == "none" else bytes(payload))
+        return make_job(opts, iid, owner)
+
+    async def submit(request: Request) -> ServerJob:
+        ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        body = await read_body(request)
+        owner = owner_of(request)
+        if ctype == "application/json":
+            try:
+                req = JobRequest.model_validate_json(bytes(body))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(x) for x in first.get("loc", ())) or "body"
+                raise ApiError("bad_request", f"body.{where}: {first.get('msg', 'invalid')}.") from None
+            job = await run_in_threadpool(make_job, req.model_dump(), req.image, owner)
+        elif ctype in (protocol.CONTENT_TYPE, "application/octet-stream", ""):
+            job = await run_in_threadpool(inline_job, bytes(body), owner)
+        else:
+            raise ApiError("unsupported_media_type", f"Content-Type {ctype!r} is not accepted here. Send "
+                                                     f"application/json or {protocol.CONTENT_TYPE}.")
+        del body
+        jobs.submit(job)
+        return job
+
+    # the schema documents the JSON form; the inline binary form (protocol.encode_request) is accepted too
+    job_body = {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": JobRequest.model_json_schema()}}}}
+
+    job_links = {"links": {
+        "GetJob": {"operationId": "get_job", "parameters": {"job_id": "$response.body#/id"}},
+        "GetJobEvents": {"operationId": "get_job_events", "parameters": {"job_id": "$response.body#/id"}},
+        "GetJobResult": {"operationId": "get_job_result", "parameters": {"job_id": "$response.body#/id"}},
+        "DeleteJob": {"operationId": "delete_job", "parameters": {"job_id": "$response.body#/id"}}}}
+
+    @app.post("/v1/jobs", status_code=202, response_model=JobCreated, openapi_extra=job_body, operation_id="create_job",
+              responses={202: job_links, **_errors(400, 401, 404, 413, 415, 422, 429, 503)})
     async def create_job(request: Request) -> dict:
         job = await submit(request)
-        return {"id": job.id, "status_url": f"/v1/jobs/{job.id}", "result_url": f"/v1/jobs/{job.id}/result"}
+        base = f"/v1/jobs/{job.id}"
+        return {"id": job.id, "image": job.image.id, "status_url": base, "events_url": f"{base}/events",
+                "result_url": f"{base}/result", "prompts": [p.to_json() for p in job.prompts]}
 
-    @app.get("/v1/jobs/{job_id}")
+    @app.get("/v1/jobs/{job_id}", responses=_errors(400, 401, 404, 410), operation_id="get_job")
     async def job_status(job_id: str) -> dict:
-        return jobs.get(job_id).status()
+        return jobs.status(jobs.get(job_id))
 
-    @app.delete("/v1/jobs/{job_id}")
-    async def cancel_job(job_id: str) -> dict:
+    @app.get("/v1/jobs/{job_id}/events", operation_id="get_job_events",
+             responses={200: {"content": {"application/x-ndjson": {}}}, **_errors(400, 401, 404, 410)})
+    async def job_events(job_id: str, heartbeat: Optional[float] = Query(default=None, ge=0.05, le=30)) -> StreamingResponse:
         job = jobs.get(job_id)
-        job.cancel.cancel()
-        if job.finished is not None and job.state != "cancelled":
-            with jobs.lock:  # finished already: forget it and its result
-                jobs.jobs.pop(job_id, None)
-        return job.status()
+        beat = heartbeat or event_heartbeat_s
 
-    def take_result(job: Job) -> Response:
-        if job.finished is None:
-            raise HTTPError(409, f"Job {job.id} is still {job.state} ({job.stage}). Poll /v1/jobs/{job.id} until done.")
-        with jobs.lock:
-            jobs.jobs.pop(job.id, None)
-        if job.state != "done" or job.result is None:
-            raise HTTPError(job.error_status or 500, job.error or "The job has no result.")
-        return Response(job.result, media_type=protocol.CONTENT_TYPE)
+        async def lines():
+            version = -1
+            while True:
+                snap = jobs.status(job)
+                yield (json.dumps(snap, separators=(",", ":")) + "\n").encode("utf-8")
+                if snap["state"] in FINAL_STATES:  # the line just sent was the last one
+                    return
+                version = snap["version"]
+                await asyncio.to_thread(job.wait_change, version, beat)
 
-    @app.get("/v1/jobs/{job_id}/result")
+        return StreamingResponse(lines(), media_type="application/x-ndjson",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    @app.delete("/v1/jobs/{job_id}", responses=_errors(400, 401, 404, 410), operation_id="delete_job")
+    async def cancel_job(job_id: str) -> dict:
+        job = jobs.delete(job_id)
+        snap = job.snapshot()
+        snap["deleted"] = True
+        return snap
+
+    def result_of(job: ServerJob) -> Response:
+        if not job.is_final:
+            raise ApiError("job_not_finished", f"Job {job.id} is still {job.state} ({job.stage}). Follow "
+                                               f"/v1/jobs/{job.id}/events or poll /v1/jobs/{job.id} until done.")
+        if job.state != "done" or job.packed is None:
+            raise from_textseg_error(job.error or RemoteError("The job has no result."))
+        return Response(job.packed, media_type=protocol.CONTENT_TYPE)
+
+    @app.get("/v1/jobs/{job_id}/result", operation_id="get_job_result", responses={
+        200: {"content": {protocol.CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+        **_errors(401, 404, 409, 410, 422, 500, 503)})
     async def job_result(job_id: str) -> Response:
-        return take_result(jobs.get(job_id))
+        return result_of(jobs.get(job_id))
 
-    @app.post("/v1/segment")
+    @app.post("/v1/segment", openapi_extra=job_body, responses={
+        200: {"content": {protocol.CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+        **_errors(400, 401, 404, 410, 413, 415, 422, 429, 500, 503)})
     async def segment(request: Request) -> Response:
         job = await submit(request)
-        await run_in_threadpool(job.thread.join)  # type: ignore[union-attr]
-        return take_result(job)
+        try:
+            await asyncio.to_thread(job.wait)
+            return result_of(job)
+        finally:
+            if job.id in jobs.jobs:
+                jobs.delete(job.id)
 
     return app
 
 
-__all__ = ["create_app", "HTTPError", "JobManager", "RemoteError"]
+__all__ = ["create_app", "ApiError", "JobRequest"]

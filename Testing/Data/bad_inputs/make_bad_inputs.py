@@ -86,6 +86,13 @@ def make_files(out: Path) -> None:
         "space: left-posterior-superior\nspace directions: (1,0,0) (0,1,0) (0,0,1)\n"
         "space origin: (0,0,0)\ndata file: huge_header.raw\n"
     )
+    nhdr = ("NRRD0004\ntype: short\ndimension: 3\nsizes: 4 4 3\nencoding: raw\n"
+            "space: left-posterior-superior\nspace directions: (1,0,0) (0,1,0) (0,0,1)\nspace origin: (0,0,0)\n")
+    # detached data files that must not be followed: outside the folder, a ../ escape, a folder
+    (out / "data_file_outside.nhdr").write_text(nhdr + "data file: /etc/passwd\n")
+    (out / "data_file_escape.nhdr").write_text(nhdr + "data file: ../../../../etc/hostname\n")
+    (out / "data_file_folder.nhdr").write_text(nhdr + "data file: empty_folder\n")
+    (out / "data_file_device.nhdr").write_text(nhdr + "data file: /dev/zero\n")
     (out / "missing_data_file.nhdr").write_text(
         "NRRD0004\ntype: short\ndimension: 3\nsizes: 4 4 3\nencoding: raw\n"
         "space: left-posterior-superior\nspace directions: (1,0,0) (0,1,0) (0,0,1)\n"
@@ -106,7 +113,8 @@ def _fixture_slices() -> list[tuple[Path, np.ndarray]]:
 
 
 def _write_slice(src: Path, pixels: np.ndarray, path: Path, study: str, series: str,
-                 description: str = "", with_pixels: bool = True) -> None:
+                 description: str = "", with_pixels: bool = True, modality: str = "",
+                 frame: str = "") -> None:
     ds = pydicom.dcmread(src)
     for elem in list(ds):
         if elem.VR == "SQ" or elem.tag.is_private:
@@ -115,6 +123,10 @@ def _write_slice(src: Path, pixels: np.ndarray, path: Path, study: str, series: 
     ds.SeriesInstanceUID = series
     if description:
         ds.SeriesDescription = description
+    if modality:
+        ds.Modality = modality
+    if frame:
+        ds.FrameOfReferenceUID = frame
     ds.SOPClassUID = CT_IMAGE_STORAGE
     ds.SOPInstanceUID = generate_uid(entropy_srcs=[series, str(src.name)])
     ds.PatientID = "TEXTSEG-BAD-INPUT"
@@ -149,6 +161,18 @@ def make_dicom(out: Path) -> None:
     for idx in (0, 1, 2, 5):  # gaps 2, 2, 6 mm
         src, px = slices[idx]
         _write_slice(src, px, uneven / f"s{idx}.dcm", study, uid_c)
+    # one series UID whose slices claim two modalities, and one with two frames of reference
+    mixed = out / "dicom_two_modalities"
+    mixed.mkdir()
+    uid_e = generate_uid(entropy_srcs=["textseg-bad-inputs-series-e"])
+    for n, (src, px) in enumerate(slices[:3]):
+        _write_slice(src, px, mixed / f"m{n}.dcm", study, uid_e, "mixed", modality="MR" if n == 2 else "CT")
+    frames = out / "dicom_two_frames"
+    frames.mkdir()
+    uid_f = generate_uid(entropy_srcs=["textseg-bad-inputs-series-f"])
+    for n, (src, px) in enumerate(slices[:3]):
+        frame = generate_uid(entropy_srcs=["textseg-bad-inputs-frame", str(n // 2)])
+        _write_slice(src, px, frames / f"f{n}.dcm", study, uid_f, "two frames", frame=frame)
     noimg = out / "dicom_no_images"
     noimg.mkdir()
     uid_d = generate_uid(entropy_srcs=["textseg-bad-inputs-series-d"])
