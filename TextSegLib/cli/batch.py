@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from .options import modality_option
+
 from ..errors import InputFileError
 
 
@@ -29,8 +31,8 @@ def read_prompts_file(path: str) -> list[str]:
 @click.option("--model-path", type=click.Path(exists=True, file_okay=False), help="A model folder to use directly.")
 @click.option("--device", default="auto", show_default=True, help="auto, cuda, cuda:N, mps or cpu.")
 @click.option("--precision", default="auto", show_default=True, help="auto, fp32, fp16 or bf16.")
-@click.option("--modality", default="", help="ct, mri or pet for every case (default: the manifest's column, "
-                                             "the DICOM tag, or guessed per case).")
+@modality_option("ct, mri or pet for every case (default: the manifest's column, the DICOM tag, or guessed "
+                 "per case).")
 @click.option("-f", "--format", "formats", multiple=True, help="seg.nrrd, nifti or dicomseg (repeatable; "
                                                                "default: seg.nrrd and nifti).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 512),
@@ -58,7 +60,7 @@ def command(source, run_dir, prompts, prompts_file, model_name, model_path, devi
 
     texts = list(prompts) + (read_prompts_file(prompts_file) if prompts_file else [])
     cfg = BatchConfig(source, run_dir, texts, EngineSpec(model_name, model_path, device, precision, threads),
-                      modality=modality, formats=list(formats) or list(DEFAULT_FORMATS), workers=workers,
+                      modality=modality or "", formats=list(formats) or list(DEFAULT_FORMATS), workers=workers,
                       ray=ray_address, gpus_per_worker=gpus_per_worker, retry_failed=retry_failed, force=force,
                       verify=verify, thumbnails=not no_thumbnails, progress=not quiet)
     summary = run_batch(cfg, echo=(lambda s: None) if quiet else (lambda s: click.echo(s, err=True)))

@@ -38,7 +38,7 @@ def command(ctx: click.Context, url: str | None, token: str | None, user: str | 
 
 @command.command("studies")
 @click.option("--patient", help="Patient ID.")
-@click.option("--modality", help="Modality in the study, e.g. CT.")
+@click.option("--dicom-modality", "modality", help="DICOM modality in the study, e.g. CT, MR.")
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -50,7 +50,7 @@ def studies(ctx, patient, modality, limit, as_json) -> None:
 
 @command.command("series")
 @click.option("--study", help="Study Instance UID.")
-@click.option("--modality", help="e.g. CT, MR, SEG.")
+@click.option("--dicom-modality", "modality", help="DICOM modality of the series, e.g. CT, MR, SEG.")
 @click.option("--limit", type=int, default=200, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
