@@ -15,7 +15,7 @@ from _module_helpers import CT_CHEST, ROOT, LungThresholdEngine  # noqa: E402
 QtWidgets = pytest.importorskip("Qt.QtWidgets", reason="Qt.py + PySide6 not installed")
 from Qt import QtCore, QtTest  # noqa: E402
 
-from TextSegLogicLib.completion import Suggestion, replace_fragment, vocabulary_suggester  # noqa: E402
+from TextSegLogicLib.completion import Suggestion, make_suggester, replace_fragment  # noqa: E402
 from TextSegPanelLib import qt_compat as qc  # noqa: E402
 from TextSegPanelLib.panel import TextSegPanel  # noqa: E402
 
@@ -29,7 +29,7 @@ def app():
 
 @pytest.fixture()
 def panel(app):
-    p = TextSegPanel(suggest=vocabulary_suggester(VOCAB))
+    p = TextSegPanel(suggest=make_suggester(VOCAB))
     p.resize(400, 800)
     p.show()
     yield p
@@ -44,14 +44,15 @@ def type_text(widget, text: str) -> None:
 def test_lt_kid_suggests_left_kidney_and_pick_builds_prompt_list(panel):
     type_text(panel.prompt_edit, "lt kid")
     names = [s.preferred for s in panel.suggestions()]
-    assert names[0] == "left kidney" and "right kidney" not in names
+    assert names[0] == "Left kidney" and "Right kidney" not in names
+    assert panel.suggestions()[0].trained  # a term of the model's vocabulary: starred
     assert qc.is_visible(panel.suggestion_list) and qc.count(panel.suggestion_list) == len(names)
     panel.pick_suggestion(0)
     type_text(panel.prompt_edit, "spl")
-    assert [s.preferred for s in panel.suggestions()] == ["spleen"]
+    assert [s.preferred for s in panel.suggestions()][0] == "Spleen"
     item = panel.suggestion_list.item(0)
     panel.suggestion_list.itemClicked.emit(item)
-    assert panel.prompts() == ["left kidney", "spleen"]
+    assert panel.prompts() == ["Left kidney", "Spleen"]
 
 
 def test_knowledge_completer_in_panel(app):
@@ -188,6 +189,11 @@ def test_vocabulary_hint_and_test_connection(app, panel, wired):
     assert qc.text(panel.hint_label) == ""
     panel.server_combo.setEditText("http://gpu-box:8000")
     panel.test_connection_button.click()
+    assert qc.text(panel.status_label).startswith("Connecting")  # the request runs off the GUI thread
+    t0 = time.time()
+    while qc.text(panel.status_label).startswith("Connecting") and time.time() - t0 < 5:
+        app.processEvents()
+        time.sleep(0.01)
     assert qc.text(panel.status_label) == "Connected to http://gpu-box:8000"
     assert ctrl.settings.server_history() == ["http://gpu-box:8000"]
     panel.device_combo.setCurrentIndex(2)

@@ -11,9 +11,8 @@ from _module_helpers import ROOT
 
 from TextSegLib.errors import ModelError, TerminologyError
 from TextSegLogicLib import deps, engines
-from TextSegLogicLib.completion import vocabulary_suggester
 from TextSegLogicLib.settings import TextSegSettings, ensure_upload_consent
-from TextSegLogicLib.terms import parse_prompts, serialize_terminology
+from TextSegLogicLib.prompts import parse_prompts
 
 MODULE = ROOT / "TextSeg"
 
@@ -85,29 +84,24 @@ def test_upload_consent_and_server_history():
     assert len(hist) == 10 and hist[0] == "http://h5:8000" and hist.count("http://h5:8000") == 1
 
 
-def test_prompts_and_terminology_strings():
+def test_prompt_box_splits_like_the_cli():
+    """The module's split is TextSegLib's: "kidney, left" is one prompt (the old panel split it in two)."""
+    from TextSegLib.knowledge import split_prompts
+
     assert parse_prompts("liver, Spleen\n left  kidney;;liver,") == ["liver", "Spleen", "left kidney"]
-    entry = serialize_terminology({
-        "category": ["SCT", "123037004", "Anatomical Structure"],
-        "type": ["SCT", "39607008", "Lung"],
-        "typeModifier": ["SCT", "7771000", "Left"],
-    })
-    assert entry == (
-        "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure"
-        "~SCT^39607008^Lung~SCT^7771000^Left~~^^~^^"
-    )
-    with pytest.raises(TerminologyError):
-        serialize_terminology(42)
+    assert parse_prompts("kidney, left, spleen") == ["kidney, left", "spleen"] == split_prompts("kidney, left, spleen")
 
 
-def test_vocabulary_completer_and_engine_choices():
-    suggest = vocabulary_suggester(["left kidney", "right kidney", "kidney", "liver"])
-    assert [s.preferred for s in suggest("kid")] == ["kidney", "left kidney", "right kidney"]
-    assert [s.preferred for s in suggest("rt kid")] == ["right kidney"]
-    assert suggest("") == []
+def test_model_descriptions_and_choices():
+    """The selected model's own terms, free-text ability and modalities, read from its files."""
+    d = engines.describe("bundled")
+    assert d.name == "textseg-mini" and d.free_text is False and d.modalities == ("ct", "mri")
+    assert "liver" in d.vocabulary("ct") and d.vocabulary("pet") == []
+    sat = engines.describe("sat-nano")
+    assert sat.free_text and "liver" in sat.vocabulary("ct")
     with pytest.raises(ModelError, match="Unknown model"):
-        engines.make_engine("nope")
-    ok, reason = engines.available("remote")
-    assert ok or "TextSegLib.remote" in reason
+        engines.check("nope")
+    assert engines.available("remote") == (True, "")
     ok, reason = engines.available("sat-pro")
     assert ok or "SAT-Pro" in reason  # not downloaded here: the tooltip says how to get it
+    assert engines.default_choice({"bundled": (False, "x"), "sat-nano": (False, "y"), "remote": (True, "")}) == "bundled"

@@ -7,6 +7,7 @@ token deletes the job, and the bit-packed masks come back on the source grid.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 from urllib.parse import urlparse
 
@@ -40,6 +41,19 @@ def _reason(exc: requests.RequestException) -> str:
     if isinstance(exc, requests.exceptions.SSLError):
         return "TLS/SSL error (certificate?)"
     return type(exc).__name__
+
+
+@dataclass
+class RemoteJob:
+    """A job submitted with :meth:`RemoteEngine.submit` (what :meth:`RemoteEngine.job_result` needs)."""
+
+    id: str
+    prompts: list
+    texts: list[str]
+    shape: tuple[int, ...]
+    t0: float
+    timings: dict[str, float] = field(default_factory=dict)
+    upload_bytes: int = 0
 
 
 class RemoteEngine:
@@ -116,7 +130,27 @@ class RemoteEngine:
         """Upload, poll with progress, fetch the masks (on ``volume``'s grid).
 
         Prompts are resolved here against the server's vocabulary (the same rule as a local
-        engine); the server is sent each prompt's term, and the result is keyed by its text."""
+        engine); the server is sent each prompt's term, and the result is keyed by its text.
+        The same steps without blocking: :meth:`submit`, :meth:`job_status`, :meth:`job_result`."""
+        if cancel is not None:
+            cancel.check()
+        if progress:
+            progress("upload", 0, 1)
+        job = self.submit(volume, prompts, modality=modality, roi_ras=roi_ras)
+        if progress:
+            progress("upload", 1, 1)
+        try:
+            status = self._wait(job.id, progress, cancel)
+        except BaseException:
+            self._delete(job.id)
+            raise
+        if status["state"] == "cancelled":
+            raise CancelledError("Segmentation cancelled on the server.")
+        return self.job_result(job)
+
+    def submit(self, volume: Volume, prompts: Sequence, *, modality: str | None = None,
+               roi_ras: tuple[Sequence[float], Sequence[float]] | None = None) -> "RemoteJob":
+        """Resolve, upload and start a job; returns at once (poll :meth:`job_status`)."""
         from ..knowledge.resolved import engine_prompts
 
         t0 = time.perf_counter()
@@ -129,42 +163,40 @@ class RemoteEngine:
         for p in resolved:
             by_term.setdefault(p.term, p.text)
         texts = list(by_term)
-        if cancel is not None:
-            cancel.check()
-        if progress:
-            progress("upload", 0, 1)
         body = protocol.encode_request(volume, texts, modality=mod, roi_ras=roi_ras,
                                        probabilities=self.probabilities, compress=self.compress)
         t = time.perf_counter()
         job = self._request("POST", "/v1/jobs", data=body,
                             headers={"Content-Type": protocol.CONTENT_TYPE}).json()
-        timings = {"upload": time.perf_counter() - t}
-        upload_bytes = len(body)
-        del body
-        if progress:
-            progress("upload", 1, 1)
-        jid = job["id"]
-        try:
-            status = self._wait(jid, progress, cancel)
-        except BaseException:
-            self._delete(jid)
-            raise
-        if status["state"] == "cancelled":
-            raise CancelledError("Segmentation cancelled on the server.")
+        return RemoteJob(job["id"], resolved, texts, tuple(volume.shape), t0,
+                         {"upload": time.perf_counter() - t}, len(body))
+
+    def job_status(self, job: "RemoteJob | str") -> dict[str, Any]:
+        """The server's status of a job: state, stage, done, total, error (one short request)."""
+        return self._request("GET", f"/v1/jobs/{getattr(job, 'id', job)}").json()
+
+    def cancel_job(self, job: "RemoteJob | str") -> None:
+        """Ask the server to stop the job (best effort)."""
+        self._delete(getattr(job, "id", job))
+
+    def job_result(self, job: "RemoteJob") -> EngineResult:
+        """Fetch a finished job's masks as an :class:`EngineResult` keyed by prompt text.
+
+        A failed job raises :class:`RemoteError` with the server's one-line reason."""
         t = time.perf_counter()
-        r = self._request("GET", f"/v1/jobs/{jid}/result")
+        r = self._request("GET", f"/v1/jobs/{job.id}/result")
         masks, probs, server_timings, info = protocol.decode_result(r.content)
-        timings["download"] = time.perf_counter() - t
-        if any(m.shape != volume.shape for m in masks.values()) or set(masks) != set(texts):
+        timings = dict(job.timings, download=time.perf_counter() - t)
+        if any(tuple(m.shape) != job.shape for m in masks.values()) or set(masks) != set(job.texts):
             raise RemoteError(f"Server {self.url} returned masks that do not match the request "
-                              f"(prompts {sorted(masks)}, expected {sorted(texts)}).", "Update the server.")
+                              f"(prompts {sorted(masks)}, expected {sorted(job.texts)}).", "Update the server.")
         timings.update({f"server_{k}": float(v) for k, v in server_timings.items()})
-        timings["total"] = time.perf_counter() - t0
-        info = {**info, "server": self.url, "upload_bytes": upload_bytes, "result_bytes": len(r.content)}
+        timings["total"] = time.perf_counter() - job.t0
+        info = {**info, "server": self.url, "upload_bytes": job.upload_bytes, "result_bytes": len(r.content)}
         res = EngineResult(masks={}, probabilities={}, timings=timings, info=info)
         found, reasons = info.pop("found", None) or {}, info.pop("reasons", None) or {}
         info.pop("prompts", None)
-        for p in resolved:
+        for p in job.prompts:
             term = p.term
             res.masks[p.text] = masks[term]
             if term in probs:
