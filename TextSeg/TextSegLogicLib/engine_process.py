@@ -110,6 +110,10 @@ class EngineProcess:
         """Start the process unless it runs (returns at once; :meth:`check` says when it is ready)."""
         if self.running():
             return
+        if self.proc is not None:  # it died since the last run: say so once, then start a new one
+            tail = self.log_tail()
+            self.last_error = (f"The TextSeg engine process (PID {self.proc.pid}) had stopped with exit code "
+                               f"{self.proc.returncode}{': ' + tail if tail else ''}; restarted.")
         self._close()
         self.port = free_port()
         self._token = secrets.token_urlsafe(24)
@@ -144,11 +148,18 @@ class EngineProcess:
         rows = [r.strip() for r in text.splitlines() if r.strip()]
         return " | ".join(rows[-lines:])
 
-    def check(self) -> str:
-        """'ready' or 'starting' (non-blocking); raises :class:`EngineProcessError` if it died."""
+    def check(self, grace_s: float = 0.0) -> str:
+        """'ready' or 'starting' (non-blocking); raises :class:`EngineProcessError` if it died.
+
+        ``grace_s``: after a failed request, wait that long for a dying process to exit."""
         if self.proc is None:
             raise EngineProcessError("The TextSeg engine process is not started.")
         code = self.proc.poll()
+        if code is None and grace_s > 0:
+            try:
+                code = self.proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                code = None
         if code is not None:
             tail = self.log_tail()
             self.last_error = (f"The TextSeg engine process (PID {self.proc.pid}) stopped with exit code {code}"

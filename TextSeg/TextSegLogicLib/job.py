@@ -170,8 +170,10 @@ class ProcessRunner:
     ``connect()`` returns ``(client, ready)``: the ``RemoteEngine`` and whether it can take a
     job now (the local engine process may still be starting); it raises on a crash."""
 
-    def __init__(self, connect: Callable[[], tuple[Any, bool]], name: str = "") -> None:
+    def __init__(self, connect: Callable[[], tuple[Any, bool]], name: str = "",
+                 health: Callable[[], Any] | None = None) -> None:
         self.connect = connect
+        self.health = health  # raises the one-line crash report when the engine process died
         self.name = name
         self.client: Any = None
         self.remote_job: Any = None
@@ -201,7 +203,8 @@ class ProcessRunner:
         try:
             status = self.client.job_status(self.remote_job)
         except RemoteError:
-            self.connect()  # raises the one-line crash report when the engine process died
+            if self.health is not None:
+                self.health()
             raise
         if status.get("total"):
             job.progress(status["stage"], status["done"], status["total"])

@@ -229,7 +229,8 @@ class TextSegLogic:
             client = self._remote_engine()
             runner = ProcessRunner(lambda: (client, True))
         else:
-            runner = ProcessRunner(self._connect_process, name=self._engine_process().config.model)
+            process = self._engine_process()
+            runner = ProcessRunner(self._connect_process, name=process.config.model, health=lambda: process.check(grace_s=2.0))
         job = Job(volume=volume, prompts=resolved, volume_node_id=volume_node.GetID(),
                   segmentation_node_id=segmentation_node.GetID() if segmentation_node is not None else None,
                   runner=runner, roi_ras=roi_ras, scene_generation=self.scene_generation)
