@@ -76,6 +76,7 @@ class TextSegController:
         panel.model_combo.currentIndexChanged.connect(self._model_changed)
         panel.on_download = self.download
         self.download_job: ModelDownload | None = None
+        self.default_python = ""  # the engine's interpreter when Settings name none (Slicer: PythonSlicer)
         self._connection_thread: threading.Thread | None = None
         self._connection_result: tuple[bool, str, str] | None = None
         self.aux_timer = qc.QtCore.QTimer(panel)
@@ -154,7 +155,7 @@ class TextSegController:
         name = engines.CHOICES.get(key, ("", None))[1]
         if not name or key == "bundled":
             return
-        self.download_job = ModelDownload(str(name), python=self.settings.engine_python)
+        self.download_job = ModelDownload(str(name), python=self.settings.engine_python or self.default_python)
         self.panel.download_button.setText("Cancel download")
         self.panel.download_label.setText(f"Downloading {name} ...")
         self.aux_timer.start()
@@ -216,7 +217,7 @@ class TextSegController:
             self.logic.use_model(key, url=url, api_key=qc.text(self.panel.api_key_edit))
         else:
             self.logic.use_model(key, device=str(qc.current_data(self.panel.device_combo)), model_dir=model_dir,
-                                 python=self.settings.engine_python)
+                                 python=self.settings.engine_python or self.default_python)
         self._engine_key = key
 
     def scene_closed(self) -> None:
@@ -387,3 +388,14 @@ def _refine_available() -> tuple[bool, str]:
     except ImportError:
         return False, "Point/box refinement needs TextSegLib.refine.refine (not in this build yet)."
     return True, ""
+
+
+def restore_choices(panel: TextSegPanel, saved: dict[str, str]) -> None:
+    """Set the model, modality and device combos from a parameter node's saved values."""
+    for combo, key in ((panel.model_combo, "model"), (panel.modality_combo, "modality"), (panel.device_combo, "device")):
+        value = saved.get(key)
+        if value is None:
+            continue
+        index = combo.findData(value)
+        if index >= 0 and index != qc.get(combo, "currentIndex"):
+            combo.setCurrentIndex(index)
