@@ -273,3 +273,99 @@ def test_panel_screenshot(app, tmp_path):
     assert out.stat().st_size > 5000
     panel.close()
     panel.deleteLater()
+
+
+# -- issue 12 / 13: panel behaviour --------------------------------------------------------
+def test_ambiguous_prompt_shows_the_completer(app, panel, wired, monkeypatch):
+    from TextSegLib.knowledge.resolved import AmbiguousPromptError
+    from TextSegLib.knowledge import default_tree
+
+    ctrl, engine, gate, holder = wired
+    tree = default_tree()
+    cands = [tree.get(tree.map_vocabulary(["left lung"])["left lung"]), tree.get(tree.map_vocabulary(["right lung"])["right lung"])]
+
+    def ambiguous(*a, **k):
+        raise AmbiguousPromptError("lng", cands)
+
+    monkeypatch.setattr(ctrl.logic, "resolve", ambiguous)
+    panel.prompt_edit.setPlainText("liver, lng")
+    panel.segment_button.click()
+    assert ctrl.job is None and "ambiguous" in qc.text(panel.status_label)
+    assert qc.is_visible(panel.suggestion_list) and [s.preferred for s in panel.suggestions()] == ["Left lung", "Right lung"]
+    panel.pick_suggestion(1)
+    assert panel.prompts() == ["liver", "Right lung"]
+
+
+def test_results_table_reports_volume_voxels_and_intensities(app, panel, wired):
+    ctrl, engine, gate, holder = wired
+    panel.prompt_edit.setPlainText("left lung")
+    panel.segment_button.click()
+    wait_job(app, ctrl)
+    table = panel.results_table
+    assert qc.is_visible(table) and table.rowCount() == 1
+    cells = [table.item(0, c).text() for c in range(7)]
+    m = ctrl.job.measurements[0]
+    assert cells[0] == "Left lung" and cells[1] == f"{m.volume_ml:.1f}" and cells[2] == str(m.voxels)
+    assert float(cells[3]) < -500  # mean HU of lung
+
+
+def test_completer_marks_the_selected_models_terms(app):
+    """Bundled model selected: 'SMA' (superior mesenteric artery) is one of its terms, hippocampus is not."""
+    from slicer_bootstrap import make_scene
+    from TextSegLogicLib import TextSegLogic
+    from TextSegPanelLib.controller import TextSegController
+
+    env = make_scene()
+    p = TextSegPanel()
+    ctrl = TextSegController(p, TextSegLogic(**env.logics()), lambda: None, lambda: None)
+    assert qc.current_data(p.model_combo) == "bundled"
+    terms = ctrl.model_terms("ct")
+    assert "liver" in terms and not any("hippocampus" in t for t in terms)
+    rows = p.suggest("liver", "ct")
+    assert rows[0].preferred == "Liver" and rows[0].trained
+    assert not any(r.trained for r in p.suggest("hippocampus", "mri"))
+    p.deleteLater()
+
+
+def test_default_model_is_bundled_and_never_remote(app, tmp_path, monkeypatch):
+    from slicer_bootstrap import make_scene
+    from TextSegLogicLib import TextSegLogic
+    from TextSegPanelLib.controller import TextSegController, restore_choices
+
+    monkeypatch.setenv("TEXTSEG_HOME", str(tmp_path / "home"))
+    env = make_scene()
+    p = TextSegPanel()
+    ctrl = TextSegController(p, TextSegLogic(**env.logics()), lambda: None, lambda: None)
+    ctrl.refresh_models()  # e.g. after the dependency install
+    assert qc.current_data(p.model_combo) == "bundled"
+    p.model_combo.setCurrentIndex(p.model_combo.findData("sat-nano"))  # not downloaded here
+    assert not p.download_button.isHidden() and "SAT-Nano" in qc.text(p.download_label)
+    restore_choices(p, {"model": "bundled", "modality": "mri", "device": "cpu"})
+    assert [qc.current_data(c) for c in (p.model_combo, p.modality_combo, p.device_combo)] == ["bundled", "mri", "cpu"]
+    p.deleteLater()
+
+
+def test_download_refused_network_is_one_line(app, tmp_path, monkeypatch):
+    """SAT-Nano's Download button, offline: the pull command's one-line error, no traceback."""
+    from slicer_bootstrap import make_scene
+    from TextSegLogicLib import TextSegLogic
+    from TextSegPanelLib.controller import TextSegController
+
+    monkeypatch.setenv("TEXTSEG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    env = make_scene()
+    p = TextSegPanel()
+    ctrl = TextSegController(p, TextSegLogic(**env.logics()), lambda: None, lambda: None)
+    p.model_combo.setCurrentIndex(p.model_combo.findData("sat-nano"))
+    p.download_button.click()
+    assert qc.text(p.download_button) == "Cancel download"
+    t0 = time.time()
+    while ctrl.download_job is not None and time.time() - t0 < 60:
+        ctrl._poll_aux()
+        time.sleep(0.1)
+    message = qc.text(p.download_label)
+    assert ctrl.download_job is None and "Traceback" not in message and "SAT-Nano" in message, message
+    p.download_button.click()
+    p.download_button.click()  # start then cancel
+    assert ctrl.download_job is None or ctrl.download_job.state == "cancelled"
+    p.deleteLater()

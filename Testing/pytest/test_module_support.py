@@ -57,13 +57,13 @@ def test_logic_package_has_no_qt_imports():
 
 
 def test_dependency_install_asks_then_installs_torch_and_pins():
-    missing = deps.missing_requirements(lambda name: None if name in ("torch", "monai") else object())
-    assert missing == ["torch", "monai"]
+    missing = deps.missing_requirements(lambda name: None if name in ("torch", "uvicorn") else object())
+    assert missing == ["torch", "uvicorn"]
     calls: list = []
     ok = deps.install_missing(missing, lambda msg: calls.append(("ask", msg)) or True, lambda reqs: calls.append(("pip", reqs)), lambda req: calls.append(("torch", req)) or object())
-    assert ok and calls[1] == ("torch", "torch>=2.1") and calls[2] == ("pip", ["monai>=1.3,<2"])
-    assert "monai" in calls[0][1]
-    assert not deps.install_missing(["monai"], lambda msg: False, lambda r: pytest.fail("installed"), lambda r: None)
+    assert ok and calls[1] == ("torch", "torch>=2.1") and calls[2] == ("pip", ["uvicorn>=0.29"])
+    assert "uvicorn" in calls[0][1]
+    assert not deps.install_missing(["uvicorn"], lambda msg: False, lambda r: pytest.fail("installed"), lambda r: None)
     with pytest.raises(ModelError, match="PyTorch"):
         deps.install_missing(["torch"], lambda m: True, lambda r: None, lambda r: None)
     assert deps.install_missing([], lambda m: pytest.fail("asked"), lambda r: None, lambda r: None)

@@ -33,11 +33,14 @@ class ModelDownload:
                                          cwd=tempfile.gettempdir())
         self.state = "running"
 
-    def last_line(self) -> str:
+    def lines(self) -> list[str]:
         try:
-            rows = [r.strip() for r in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines() if r.strip()]
+            return [r.strip() for r in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines() if r.strip()]
         except OSError:
-            return ""
+            return []
+
+    def last_line(self) -> str:
+        rows = self.lines()
         return rows[-1] if rows else ""
 
     def poll(self) -> tuple[str, str]:
@@ -47,8 +50,10 @@ class ModelDownload:
             if code is not None:
                 self.state = "done" if code == 0 else "failed"
         line = self.last_line()
-        if self.state == "failed" and line.startswith("textseg: error: "):
-            line = line[len("textseg: error: "):]
+        if self.state == "failed":
+            errors = [r for r in self.lines() if r.startswith("textseg: error: ")]
+            if errors:
+                line = errors[-1][len("textseg: error: "):]
         if self.state == "done":
             line = f"{self.model} downloaded. {line}".strip()
         return self.state, line or ("Downloading ..." if self.state == "running" else "")
