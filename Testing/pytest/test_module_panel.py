@@ -369,3 +369,21 @@ def test_download_refused_network_is_one_line(app, tmp_path, monkeypatch):
     p.download_button.click()  # start then cancel
     assert ctrl.download_job is None or ctrl.download_job.state == "cancelled"
     p.deleteLater()
+
+
+def test_status_says_not_found_with_the_reason(app, panel, wired, monkeypatch):
+    ctrl, engine, gate, holder = wired
+    real = engine.segment
+
+    def absent(volume, prompts, **kw):
+        res = real(volume, prompts, **kw)
+        res.mark_not_found("right lung", "volume 0.4 mL below the 150 mL minimum")
+        return res
+
+    monkeypatch.setattr(engine, "segment", absent)
+    panel.prompt_edit.setPlainText("left lung, right lung")
+    panel.segment_button.click()
+    wait_job(app, ctrl)
+    status = qc.text(panel.status_label)
+    assert status.startswith("1 segment(s)") and "Right lung: not found (volume 0.4 mL below the 150 mL minimum)" in status
+    assert panel.results_table.item(1, 1).text() == "not found"

@@ -105,3 +105,18 @@ def test_model_descriptions_and_choices():
     ok, reason = engines.available("sat-pro")
     assert ok or "SAT-Pro" in reason  # not downloaded here: the tooltip says how to get it
     assert engines.default_choice({"bundled": (False, "x"), "sat-nano": (False, "y"), "remote": (True, "")}) == "bundled"
+
+
+def test_model_folder_field_is_used(tmp_path):
+    """The "Model folder" setting is where the engine process loads the model from."""
+    from TextSegLogicLib.engine_process import EngineConfig, EngineProcess
+
+    with pytest.raises(ModelError, match="does not exist"):
+        engines.check("sat-nano", str(tmp_path / "missing"))
+    ok, reason = engines.available("bundled", str(tmp_path))
+    assert not ok and "config.json" in reason
+    bundled = ROOT / "Resources" / "models" / "textseg-mini"
+    assert engines.available("bundled", str(bundled)) == (True, "")
+    cmd = EngineProcess(EngineConfig(model="textseg-mini", model_dir=str(bundled))).command()
+    assert cmd[cmd.index("--model-path") + 1] == str(bundled) and "--model" not in cmd
+    assert "--host" in cmd and cmd[cmd.index("--host") + 1] == "127.0.0.1"
