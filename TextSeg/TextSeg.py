@@ -220,11 +220,14 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = None
         self._parameterNode = node
         if node:
-            self._parameterNodeGuiTag = node.connectGui(self.ui)
-            self.panel.prompt_edit.setPlainText(node.prompts)
             from TextSegPanelLib.controller import restore_choices
 
-            restore_choices(self.panel, {"model": node.model, "modality": node.modality, "device": node.device})
+            # read everything first: each restored widget writes the panel back into the node
+            saved = {"model": node.model, "modality": node.modality, "device": node.device}
+            prompts = node.prompts
+            self._parameterNodeGuiTag = node.connectGui(self.ui)
+            restore_choices(self.panel, saved)
+            self.panel.prompt_edit.setPlainText(prompts)
 
     def _updateParameterNodeFromPanel(self, *_: Any) -> None:
         from TextSegPanelLib import qt_compat as qc
