@@ -87,6 +87,8 @@ def main() -> None:
     job = inline.start(node, args.prompt, modality="ct", threaded=True)
     thread_s, _, thread_done = run_host(job.poll, lambda: job.done, timeout_s=args.cap)
     job.cancel()
+    if job.runner._thread is not None:
+        job.runner._thread.join(300)  # let the worker stop at its next tile before exiting
 
     med = statistics.median
     print(f"textseg segment (fresh process), median of {args.runs}: {med(cli):.1f} s  {['%.1f' % x for x in cli]}")
