@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[test,server,serve-ray,dicom,hub,offline-text,cohort]"
 	# Slicer's real MRML, headless, for the module's logic tests.
-	$(BIN)/python -m pip install -q "slicer-core>=5.10"
+	$(BIN)/python -m pip install -q "slicer-core>=5.11"
 	# trame-slicer only for Slicer's terminology JSON files and its scene bootstrap example.
 	$(BIN)/python -m pip install -q --no-deps "trame-slicer>=2.0"
 	# The knowledge-tree sources, so the byte-identical rebuild test runs instead of skipping.

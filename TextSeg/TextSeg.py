@@ -8,10 +8,16 @@ Module layout (Slicer conventions):
 """
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from typing import Annotated, Any
+
+#: The oldest Slicer TextSeg supports: 5.10 (Python 3.12; vtkSegment.SetTerminology, commit 49a2510).
+#: Slicer 5.8 runs Python 3.9, which cannot import TextSegLib: say so in one line, not a traceback.
+MINIMUM_SLICER = "5.10"
+if sys.version_info < (3, 10):
+    raise ImportError(f"TextSeg needs 3D Slicer {MINIMUM_SLICER} or later; this Slicer runs Python "
+                      f"{sys.version_info[0]}.{sys.version_info[1]}. Install a newer Slicer from download.slicer.org.")
 
 import slicer
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
@@ -39,13 +45,14 @@ class TextSeg(ScriptedLoadableModule):
         self.parent.title = "TextSeg"
         self.parent.categories = ["Segmentation"]
         self.parent.dependencies = []
-        self.parent.contributors = ["TextSeg developers"]
+        self.parent.contributors = ["TextSeg developers (TextSeg project)"]
         self.parent.helpText = (
             "Segment CT, MRI and PET from text prompts such as <i>liver, left kidney, spleen</i> "
             "with SAT models (Zhao et al., <i>One Model to Rule them All</i>). Each prompt becomes one "
             "segment with its coded terminology and recommended colour. Press Ctrl+Enter in the prompt "
             "box to run. Segments you made or edited are never overwritten. "
-            "See <a href='https://github.com/textseg/TextSeg'>the documentation</a>."
+            f"Needs Slicer {MINIMUM_SLICER} or later. "
+            "See <a href='https://github.com/textseg/SlicerTextSeg'>the documentation</a>."
         )
         self.parent.acknowledgementText = (
             "Built on SAT (Zhao Z. et al., 'One Model to Rule them All: Towards Universal Segmentation "
@@ -66,8 +73,11 @@ class TextSegParameterNode:
     device: Annotated[str, Choice(["auto", "cuda", "mps", "cpu"])] = "auto"
 
 
-class TextSegLogic(ScriptedLoadableModuleLogic, _CoreLogic):
-    """The Qt-free logic bound to the application scene; usable from the Python console."""
+class TextSegLogic(_CoreLogic, ScriptedLoadableModuleLogic):
+    """The Qt-free logic bound to the application scene; usable from the Python console.
+
+    _CoreLogic comes first: ScriptedLoadableModuleLogic.__init__ calls super().__init__(),
+    which then reaches object, so the core logic is initialised once, with the kwargs."""
 
     def __init__(self, **kwargs: Any) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -147,7 +157,12 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             place=self._placeMarkups,
             refine_inputs=self._refineInputs,
         )
+        self.controller.default_python = _slicer_python()
         self.ui.inputVolumeSelector.currentNodeChanged.connect(self.controller.volume_changed)
+        slicer.app.aboutToQuit.connect(self.logic.shutdown)  # the engine process ends with Slicer
+        layout = slicer.app.layoutManager()
+        if layout is not None:  # views created later (a new layout) get the shortcuts too
+            layout.layoutChanged.connect(lambda *_: self._setRefineShortcuts(self.parent.isEntered))
         self._setupRefineInteraction()
         self.panel.prompt_edit.textChanged.connect(self._updateParameterNodeFromPanel)
         self.panel.model_combo.currentIndexChanged.connect(self._updateParameterNodeFromPanel)
@@ -175,8 +190,10 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self) -> None:
         self.removeObservers()
         self._setRefineLive(None, False)
+        self._setRefineShortcuts(False)
         if self.controller.job is not None:
             self.controller.job.cancel()
+        self.logic.shutdown()
 
     def onSceneStartClose(self, caller: Any, event: Any) -> None:
         if self.controller.job is not None:
@@ -184,6 +201,9 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller: Any, event: Any) -> None:
+        # node IDs recur after a close: forget run history, refine caches, and reset the buttons
+        self.logic.scene_closed()
+        self.controller.scene_closed()
         if self.parent.isEntered:
             self.initializeParameterNode()
 
@@ -200,8 +220,14 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = None
         self._parameterNode = node
         if node:
+            from TextSegPanelLib.controller import restore_choices
+
+            # read everything first: each restored widget writes the panel back into the node
+            saved = {"model": node.model, "modality": node.modality, "device": node.device}
+            prompts = node.prompts
             self._parameterNodeGuiTag = node.connectGui(self.ui)
-            self.panel.prompt_edit.setPlainText(node.prompts)
+            restore_choices(self.panel, saved)
+            self.panel.prompt_edit.setPlainText(prompts)
 
     def _updateParameterNodeFromPanel(self, *_: Any) -> None:
         from TextSegPanelLib import qt_compat as qc
@@ -252,7 +278,7 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return refinement.pending_inputs() if refinement is not None else ([], [], [])
 
     # -- refinement interaction (Slicer-only, untestable headless: keep thin) -----------
-    _REFINE_KEYS = (("P", "positive"), ("N", "negative"), ("B", "box"))
+    from TextSegLogicLib.shortcuts import REFINE_KEYS as _REFINE_KEYS  # keys Slicer's slice views leave free
 
     def _currentRefinement(self) -> Any:
         """The logic's SegmentRefinement for the segment chosen in the Refine section, or None."""
@@ -344,7 +370,11 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=requirement[len("torch"):])
 
         with slicer.util.tryWithErrorDisplay("Installing TextSeg's Python dependencies failed.", waitCursor=True):
-            install_missing(missing, slicer.util.confirmOkCancelDisplay, slicer.util.pip_install, install_torch)
+            installed = install_missing(missing, slicer.util.confirmOkCancelDisplay, slicer.util.pip_install, install_torch)
+        self.controller.refresh_models()  # the model list was computed before the install
+        if installed and missing_requirements():
+            if slicer.util.confirmYesNoDisplay("TextSeg's packages are installed; Slicer must restart to load them. Restart now?"):
+                slicer.util.restart()
 
 
 def _dicom_modality(volume_node: Any) -> str:
@@ -354,6 +384,13 @@ def _dicom_modality(volume_node: Any) -> str:
     if not uids or db is None:
         return ""
     return db.fileValue(db.fileForInstance(uids.split()[0]), "0008,0060") or ""
+
+
+def _slicer_python() -> str:
+    """PythonSlicer (Slicer's own interpreter as a program) for the engine process."""
+    import shutil
+
+    return shutil.which("PythonSlicer") or ""
 
 
 def _remote_test_connection() -> Any:
@@ -374,38 +411,26 @@ class TextSegTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_lungs_from_text()
 
-    def _engine(self) -> Any:
-        try:
-            from TextSegLib.models.bundled import load_bundled_engine
-
-            return load_bundled_engine()
-        except Exception as exc:  # fall back to the test engine from the source tree
-            logging.info(f"Bundled model unavailable ({exc}); using the threshold test engine.")
-            sys.path.insert(0, os.path.join(_HERE, "..", "Testing", "pytest"))
-            from _module_helpers import LungThresholdEngine
-
-            return LungThresholdEngine()
-
     def test_lungs_from_text(self) -> None:
-        self.delayDisplay("Segmenting 'left lung, right lung'")
-        path = os.path.join(_HERE, "..", "Testing", "Data", "slicerio", "CTChest4.nrrd")
-        if os.path.exists(path):
-            volume = slicer.util.loadVolume(path)
-        else:
-            import SampleData
+        from TextSegLogicLib.selftest import sample_ct_path
 
-            volume = SampleData.downloadSample("CTChest")
-        logic = TextSegLogic(engine=self._engine())
-        seg = logic.segment(volume, "left lung, right lung")
+        self.delayDisplay("Segmenting 'liver' in the bundled sample CT with the bundled model")
+        volume = slicer.util.loadVolume(str(sample_ct_path()))  # installed beside the module (Resources/samples)
+        logic = TextSegLogic()
+        logic.use_model("bundled", device="cpu")
+        try:
+            seg = logic.segment(volume, "liver", modality="ct", timeout_s=600)
+        finally:
+            logic.shutdown()
         segmentation = seg.GetSegmentation()
-        names = sorted(segmentation.GetNthSegment(i).GetName().lower() for i in range(segmentation.GetNumberOfSegments()))
-        self.assertEqual(names, ["left lung", "right lung"])
-        for i in range(segmentation.GetNumberOfSegments()):
-            self.assertIn("Lung", segmentation.GetNthSegment(i).GetTerminology())
+        names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+        self.assertEqual(names, ["Liver"])
+        self.assertIn("Liver", segmentation.GetNthSegment(0).GetTerminology())
         user = segmentation.AddEmptySegment("", "my segment")
-        logic.segment(volume, "left lung", seg)
+        logic.segment(volume, "liver", seg, modality="ct", timeout_s=600)
+        logic.shutdown()
         self.assertIsNotNone(segmentation.GetSegment(user))
-        self.assertEqual(segmentation.GetNumberOfSegments(), 3)
+        self.assertEqual(segmentation.GetNumberOfSegments(), 2)
         self.assertTrue(logic.undo(seg))
         self.delayDisplay("Test passed")
 

@@ -77,9 +77,13 @@ def main() -> None:
     env = make_scene()
     node = make_volume_node(env, shape)
     masks = make_masks(shape, args.masks)
+    from TextSegLogicLib.engines import ModelDescription
+
     logic = TextSegLogic(**env.logics())
-    t0 = time.perf_counter()
-    specs = logic.specs(list(masks), "ct")
+    t0 = time.perf_counter()  # resolved as for a free-text model (SAT): every mask keeps its own segment
+    from TextSegLogicLib.prompts import resolve_for
+
+    specs = resolve_for(ModelDescription("bench", True, {}), list(masks), "ct")
     t_terms = time.perf_counter() - t0
 
     t0 = time.perf_counter()

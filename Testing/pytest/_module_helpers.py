@@ -54,8 +54,10 @@ class LungThresholdEngine:
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
     ) -> EngineResult:
-        terms = {getattr(p, "text", p): getattr(p, "term", p) for p in prompts}  # ResolvedPrompt (server) or str
-        bad = [t for t in terms.values() if t.lower() not in self.terms]
+        from TextSegLib.knowledge.resolved import engine_prompts
+
+        resolved = engine_prompts(self, prompts, modality or volume.modality)
+        bad = [p.text for p in resolved if p.term.lower() not in self.terms]
         if bad:
             raise TerminologyError(f"{self.name} cannot segment {bad}.", f"It knows: {', '.join(self.terms)}.")
         a = volume.array
@@ -88,8 +90,9 @@ class LungThresholdEngine:
         left_side = (x < mid)[:, None, None]
         out = {"left lung": lungs & left_side, "right lung": lungs & ~left_side}
         out["lung"] = out["lungs"] = lungs
-        masks = {text: out[term.lower()] for text, term in terms.items()}
-        return EngineResult(masks=masks, timings={}, info={"engine": self.name})
+        masks = {p.text: out[p.term.lower()] for p in resolved}
+        return EngineResult(masks=masks, timings={}, info={"engine": self.name},
+                            prompts={p.text: p for p in resolved})
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -15,7 +15,7 @@ from _module_helpers import CT_CHEST, ROOT, LungThresholdEngine  # noqa: E402
 QtWidgets = pytest.importorskip("Qt.QtWidgets", reason="Qt.py + PySide6 not installed")
 from Qt import QtCore, QtTest  # noqa: E402
 
-from TextSegLogicLib.completion import Suggestion, replace_fragment, vocabulary_suggester  # noqa: E402
+from TextSegLogicLib.completion import Suggestion, make_suggester, replace_fragment  # noqa: E402
 from TextSegPanelLib import qt_compat as qc  # noqa: E402
 from TextSegPanelLib.panel import TextSegPanel  # noqa: E402
 
@@ -29,7 +29,7 @@ def app():
 
 @pytest.fixture()
 def panel(app):
-    p = TextSegPanel(suggest=vocabulary_suggester(VOCAB))
+    p = TextSegPanel(suggest=make_suggester(VOCAB))
     p.resize(400, 800)
     p.show()
     yield p
@@ -44,14 +44,15 @@ def type_text(widget, text: str) -> None:
 def test_lt_kid_suggests_left_kidney_and_pick_builds_prompt_list(panel):
     type_text(panel.prompt_edit, "lt kid")
     names = [s.preferred for s in panel.suggestions()]
-    assert names[0] == "left kidney" and "right kidney" not in names
+    assert names[0] == "Left kidney" and "Right kidney" not in names
+    assert panel.suggestions()[0].trained  # a term of the model's vocabulary: starred
     assert qc.is_visible(panel.suggestion_list) and qc.count(panel.suggestion_list) == len(names)
     panel.pick_suggestion(0)
     type_text(panel.prompt_edit, "spl")
-    assert [s.preferred for s in panel.suggestions()] == ["spleen"]
+    assert [s.preferred for s in panel.suggestions()][0] == "Spleen"
     item = panel.suggestion_list.item(0)
     panel.suggestion_list.itemClicked.emit(item)
-    assert panel.prompts() == ["left kidney", "spleen"]
+    assert panel.prompts() == ["Left kidney", "Spleen"]
 
 
 def test_knowledge_completer_in_panel(app):
@@ -188,6 +189,11 @@ def test_vocabulary_hint_and_test_connection(app, panel, wired):
     assert qc.text(panel.hint_label) == ""
     panel.server_combo.setEditText("http://gpu-box:8000")
     panel.test_connection_button.click()
+    assert qc.text(panel.status_label).startswith("Connecting")  # the request runs off the GUI thread
+    t0 = time.time()
+    while qc.text(panel.status_label).startswith("Connecting") and time.time() - t0 < 5:
+        app.processEvents()
+        time.sleep(0.01)
     assert qc.text(panel.status_label) == "Connected to http://gpu-box:8000"
     assert ctrl.settings.server_history() == ["http://gpu-box:8000"]
     panel.device_combo.setCurrentIndex(2)
@@ -267,3 +273,117 @@ def test_panel_screenshot(app, tmp_path):
     assert out.stat().st_size > 5000
     panel.close()
     panel.deleteLater()
+
+
+# -- issue 12 / 13: panel behaviour --------------------------------------------------------
+def test_ambiguous_prompt_shows_the_completer(app, panel, wired, monkeypatch):
+    from TextSegLib.knowledge.resolved import AmbiguousPromptError
+    from TextSegLib.knowledge import default_tree
+
+    ctrl, engine, gate, holder = wired
+    tree = default_tree()
+    cands = [tree.get(tree.map_vocabulary(["left lung"])["left lung"]), tree.get(tree.map_vocabulary(["right lung"])["right lung"])]
+
+    def ambiguous(*a, **k):
+        raise AmbiguousPromptError("lng", cands)
+
+    monkeypatch.setattr(ctrl.logic, "resolve", ambiguous)
+    panel.prompt_edit.setPlainText("liver, lng")
+    panel.segment_button.click()
+    assert ctrl.job is None and "ambiguous" in qc.text(panel.status_label)
+    assert qc.is_visible(panel.suggestion_list) and [s.preferred for s in panel.suggestions()] == ["Left lung", "Right lung"]
+    panel.pick_suggestion(1)
+    assert panel.prompts() == ["liver", "Right lung"]
+
+
+def test_results_table_reports_volume_voxels_and_intensities(app, panel, wired):
+    ctrl, engine, gate, holder = wired
+    panel.prompt_edit.setPlainText("left lung")
+    panel.segment_button.click()
+    wait_job(app, ctrl)
+    table = panel.results_table
+    assert qc.is_visible(table) and table.rowCount() == 1
+    cells = [table.item(0, c).text() for c in range(7)]
+    m = ctrl.job.measurements[0]
+    assert cells[0] == "Left lung" and cells[1] == f"{m.volume_ml:.1f}" and cells[2] == str(m.voxels)
+    assert float(cells[3]) < -500  # mean HU of lung
+
+
+def test_completer_marks_the_selected_models_terms(app):
+    """Bundled model selected: 'SMA' (superior mesenteric artery) is one of its terms, hippocampus is not."""
+    from slicer_bootstrap import make_scene
+    from TextSegLogicLib import TextSegLogic
+    from TextSegPanelLib.controller import TextSegController
+
+    env = make_scene()
+    p = TextSegPanel()
+    ctrl = TextSegController(p, TextSegLogic(**env.logics()), lambda: None, lambda: None)
+    assert qc.current_data(p.model_combo) == "bundled"
+    terms = ctrl.model_terms("ct")
+    assert "liver" in terms and not any("hippocampus" in t for t in terms)
+    rows = p.suggest("liver", "ct")
+    assert rows[0].preferred == "Liver" and rows[0].trained
+    assert not any(r.trained for r in p.suggest("hippocampus", "mri"))
+    p.deleteLater()
+
+
+def test_default_model_is_bundled_and_never_remote(app, tmp_path, monkeypatch):
+    from slicer_bootstrap import make_scene
+    from TextSegLogicLib import TextSegLogic
+    from TextSegPanelLib.controller import TextSegController, restore_choices
+
+    monkeypatch.setenv("TEXTSEG_HOME", str(tmp_path / "home"))
+    env = make_scene()
+    p = TextSegPanel()
+    ctrl = TextSegController(p, TextSegLogic(**env.logics()), lambda: None, lambda: None)
+    ctrl.refresh_models()  # e.g. after the dependency install
+    assert qc.current_data(p.model_combo) == "bundled"
+    p.model_combo.setCurrentIndex(p.model_combo.findData("sat-nano"))  # not downloaded here
+    assert not p.download_button.isHidden() and "SAT-Nano" in qc.text(p.download_label)
+    restore_choices(p, {"model": "bundled", "modality": "mri", "device": "cpu"})
+    assert [qc.current_data(c) for c in (p.model_combo, p.modality_combo, p.device_combo)] == ["bundled", "mri", "cpu"]
+    p.deleteLater()
+
+
+def test_download_refused_network_is_one_line(app, tmp_path, monkeypatch):
+    """SAT-Nano's Download button, offline: the pull command's one-line error, no traceback."""
+    from slicer_bootstrap import make_scene
+    from TextSegLogicLib import TextSegLogic
+    from TextSegPanelLib.controller import TextSegController
+
+    monkeypatch.setenv("TEXTSEG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    env = make_scene()
+    p = TextSegPanel()
+    ctrl = TextSegController(p, TextSegLogic(**env.logics()), lambda: None, lambda: None)
+    p.model_combo.setCurrentIndex(p.model_combo.findData("sat-nano"))
+    p.download_button.click()
+    assert qc.text(p.download_button) == "Cancel download"
+    t0 = time.time()
+    while ctrl.download_job is not None and time.time() - t0 < 60:
+        ctrl._poll_aux()
+        time.sleep(0.1)
+    message = qc.text(p.download_label)
+    assert ctrl.download_job is None and "Traceback" not in message and "SAT-Nano" in message, message
+    p.download_button.click()
+    p.download_button.click()  # start then cancel
+    assert ctrl.download_job is None or ctrl.download_job.state == "cancelled"
+    p.deleteLater()
+
+
+def test_status_says_not_found_with_the_reason(app, panel, wired, monkeypatch):
+    ctrl, engine, gate, holder = wired
+    real = engine.segment
+
+    def absent(volume, prompts, **kw):
+        res = real(volume, prompts, **kw)
+        res.mark_not_found("right lung", "volume 0.4 mL below the 150 mL minimum")
+        return res
+
+    monkeypatch.setattr(engine, "segment", absent)
+    panel.prompt_edit.setPlainText("left lung, right lung")
+    panel.segment_button.click()
+    wait_job(app, ctrl)
+    status = qc.text(panel.status_label)
+    assert status.startswith("1 segment(s)") and "Right lung: not found (volume 0.4 mL below the 150 mL minimum)" in status
+    assert panel.results_table.item(1, 1).text() == "not found"

@@ -37,10 +37,17 @@ def test_remote_choice_creates_the_same_coded_segments(env):
         engine = LungThresholdEngine()
         with running_server(lambda: engine, api_key=KEY) as url:
             assert engines.available("remote") == (True, "")
-            logic = TextSegLogic(**env.logics(),
-                                 engine_factory=lambda: engines.make_engine("remote", url=url, api_key=KEY))
-            remote = _segments(env, logic, logic.segment(node, "left lung, right lung"), node)
-            assert type(logic.engine).__name__ == "RemoteEngine"
+            logic = TextSegLogic(**env.logics())
+            logic.use_model("remote", url=url, api_key=KEY)
+            job = logic.start(node, "left lung, right lung")
+            polls = 0
+            while job.poll().status == "running":  # short non-blocking steps, as the panel's timer does
+                polls += 1
+                import time
+
+                time.sleep(0.02)
+            assert polls >= 1 and type(job.runner.client).__name__ == "RemoteEngine"
+            remote = _segments(env, logic, logic.finish(job), node)
         assert engine.tiles_run > 0  # the work really ran on the server side
         assert sorted(remote) == sorted(local) == ["Left lung", "Right lung"]
         for name in local:

@@ -11,9 +11,8 @@ from _module_helpers import ROOT
 
 from TextSegLib.errors import ModelError, TerminologyError
 from TextSegLogicLib import deps, engines
-from TextSegLogicLib.completion import vocabulary_suggester
 from TextSegLogicLib.settings import TextSegSettings, ensure_upload_consent
-from TextSegLogicLib.terms import parse_prompts, serialize_terminology
+from TextSegLogicLib.prompts import parse_prompts
 
 MODULE = ROOT / "TextSeg"
 
@@ -58,13 +57,13 @@ def test_logic_package_has_no_qt_imports():
 
 
 def test_dependency_install_asks_then_installs_torch_and_pins():
-    missing = deps.missing_requirements(lambda name: None if name in ("torch", "monai") else object())
-    assert missing == ["torch", "monai"]
+    missing = deps.missing_requirements(lambda name: None if name in ("torch", "uvicorn") else object())
+    assert missing == ["torch", "uvicorn"]
     calls: list = []
     ok = deps.install_missing(missing, lambda msg: calls.append(("ask", msg)) or True, lambda reqs: calls.append(("pip", reqs)), lambda req: calls.append(("torch", req)) or object())
-    assert ok and calls[1] == ("torch", "torch>=2.1") and calls[2] == ("pip", ["monai>=1.3,<2"])
-    assert "monai" in calls[0][1]
-    assert not deps.install_missing(["monai"], lambda msg: False, lambda r: pytest.fail("installed"), lambda r: None)
+    assert ok and calls[1] == ("torch", "torch>=2.1") and calls[2] == ("pip", ["uvicorn>=0.29"])
+    assert "uvicorn" in calls[0][1]
+    assert not deps.install_missing(["uvicorn"], lambda msg: False, lambda r: pytest.fail("installed"), lambda r: None)
     with pytest.raises(ModelError, match="PyTorch"):
         deps.install_missing(["torch"], lambda m: True, lambda r: None, lambda r: None)
     assert deps.install_missing([], lambda m: pytest.fail("asked"), lambda r: None, lambda r: None)
@@ -85,29 +84,39 @@ def test_upload_consent_and_server_history():
     assert len(hist) == 10 and hist[0] == "http://h5:8000" and hist.count("http://h5:8000") == 1
 
 
-def test_prompts_and_terminology_strings():
+def test_prompt_box_splits_like_the_cli():
+    """The module's split is TextSegLib's: "kidney, left" is one prompt (the old panel split it in two)."""
+    from TextSegLib.knowledge import split_prompts
+
     assert parse_prompts("liver, Spleen\n left  kidney;;liver,") == ["liver", "Spleen", "left kidney"]
-    entry = serialize_terminology({
-        "category": ["SCT", "123037004", "Anatomical Structure"],
-        "type": ["SCT", "39607008", "Lung"],
-        "typeModifier": ["SCT", "7771000", "Left"],
-    })
-    assert entry == (
-        "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure"
-        "~SCT^39607008^Lung~SCT^7771000^Left~~^^~^^"
-    )
-    with pytest.raises(TerminologyError):
-        serialize_terminology(42)
+    assert parse_prompts("kidney, left, spleen") == ["kidney, left", "spleen"] == split_prompts("kidney, left, spleen")
 
 
-def test_vocabulary_completer_and_engine_choices():
-    suggest = vocabulary_suggester(["left kidney", "right kidney", "kidney", "liver"])
-    assert [s.preferred for s in suggest("kid")] == ["kidney", "left kidney", "right kidney"]
-    assert [s.preferred for s in suggest("rt kid")] == ["right kidney"]
-    assert suggest("") == []
+def test_model_descriptions_and_choices():
+    """The selected model's own terms, free-text ability and modalities, read from its files."""
+    d = engines.describe("bundled")
+    assert d.name == "textseg-mini" and d.free_text is False and d.modalities == ("ct", "mri")
+    assert "liver" in d.vocabulary("ct") and d.vocabulary("pet") == []
+    sat = engines.describe("sat-nano")
+    assert sat.free_text and "liver" in sat.vocabulary("ct")
     with pytest.raises(ModelError, match="Unknown model"):
-        engines.make_engine("nope")
-    ok, reason = engines.available("remote")
-    assert ok or "TextSegLib.remote" in reason
+        engines.check("nope")
+    assert engines.available("remote") == (True, "")
     ok, reason = engines.available("sat-pro")
     assert ok or "SAT-Pro" in reason  # not downloaded here: the tooltip says how to get it
+    assert engines.default_choice({"bundled": (False, "x"), "sat-nano": (False, "y"), "remote": (True, "")}) == "bundled"
+
+
+def test_model_folder_field_is_used(tmp_path):
+    """The "Model folder" setting is where the engine process loads the model from."""
+    from TextSegLogicLib.engine_process import EngineConfig, EngineProcess
+
+    with pytest.raises(ModelError, match="does not exist"):
+        engines.check("sat-nano", str(tmp_path / "missing"))
+    ok, reason = engines.available("bundled", str(tmp_path))
+    assert not ok and "config.json" in reason
+    bundled = ROOT / "Resources" / "models" / "textseg-mini"
+    assert engines.available("bundled", str(bundled)) == (True, "")
+    cmd = EngineProcess(EngineConfig(model="textseg-mini", model_dir=str(bundled))).command()
+    assert cmd[cmd.index("--model-path") + 1] == str(bundled) and "--model" not in cmd
+    assert "--host" in cmd and cmd[cmd.index("--host") + 1] == "127.0.0.1"

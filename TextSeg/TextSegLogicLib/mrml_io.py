@@ -36,6 +36,26 @@ def segment_tag(segment: Any, name: str) -> str:
     return str(value.get()) if segment.GetTag(name, value) else ""
 
 
+def set_terminology(segment: Any, entry: str) -> None:
+    """Store a serialized terminology entry on a segment.
+
+    ``vtkSegment.SetTerminology`` (Slicer 5.10, commit 49a2510) only writes the tag named by
+    ``vtkSegment.GetTerminologyEntryTagName()``; older builds have that tag but not the method,
+    so the tag is written directly there."""
+    if hasattr(segment, "SetTerminology"):
+        segment.SetTerminology(entry)
+    else:
+        tag = segment.GetTerminologyEntryTagName() if hasattr(segment, "GetTerminologyEntryTagName") else "TerminologyEntry"
+        segment.SetTag(tag, entry)
+
+
+def nodes_by_class(scene: Any, class_name: str) -> list[Any]:
+    """The scene's nodes of a class as a list (the vtkCollection is released at once)."""
+    collection = scene.GetNodesByClass(class_name)
+    collection.UnRegister(None)  # the scene hands over a new reference (as slicer.util.getNodesByClass does)
+    return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
+
+
 def _slicer() -> Any:
     import slicer
 

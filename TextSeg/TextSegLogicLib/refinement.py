@@ -40,9 +40,7 @@ def prompt_node(scene: Any, role: str, create: bool = True) -> Any:
     if role not in ROLES:
         raise InputFileError(f"Unknown refinement input {role!r}.", f"Use one of {', '.join(ROLES)}.")
     cls, rgb = ROLES[role]
-    nodes = scene.GetNodesByClass(cls)
-    for i in range(nodes.GetNumberOfItems()):
-        node = nodes.GetItemAsObject(i)
+    for node in mrml_io.nodes_by_class(scene, cls):
         if node.GetAttribute(ROLE_ATTRIBUTE) == role:
             return node
     if not create:

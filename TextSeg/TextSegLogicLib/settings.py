@@ -41,6 +41,15 @@ class TextSegSettings:
     def model_dir(self, value: str) -> None:
         self._set("modelDir", value)
 
+    @property
+    def engine_python(self) -> str:
+        """The interpreter the engine process runs on ("" = Slicer's own Python)."""
+        return self._get("enginePython")
+
+    @engine_python.setter
+    def engine_python(self, value: str) -> None:
+        self._set("enginePython", value.strip())
+
     def server_history(self) -> list[str]:
         try:
             urls = json.loads(self._get("serverHistory", "[]"))

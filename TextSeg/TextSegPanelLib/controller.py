@@ -1,16 +1,22 @@
 """Drives a :class:`TextSegPanel` with a :class:`TextSegLogic`: run, poll, cancel, undo.
 
-The engine runs in the logic's worker thread; a QTimer on the main thread
-polls the job, updates the progress bar and, when the job ends, lets the
-logic import the masks (MRML is only touched here, on the main thread).
+The engine runs in the engine process (or on a remote server); a QTimer on the
+main thread advances the job with short polls, updates the progress bar and,
+when the job ends, lets the logic import the masks (MRML is only touched here,
+on the main thread). Nothing here blocks the GUI for long: "Test connection"
+and downloads run off the GUI thread too.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from TextSegLib.errors import CancelledError, ModelError, TextSegError
-from TextSegLogicLib import engines, mrml_io
+import threading
+
+from TextSegLib.errors import CancelledError, ModalityError, ModelError, TextSegError
+from TextSegLogicLib import engines
+from TextSegLogicLib.downloads import ModelDownload
 from TextSegLogicLib.job import Job
+from TextSegLogicLib.prompts import AmbiguousPromptError, UnknownTermError, resolve_for
 from TextSegLogicLib.logic import TextSegLogic
 from TextSegLogicLib.settings import AskConsent, TextSegSettings, ensure_upload_consent
 
@@ -63,9 +69,24 @@ class TextSegController:
         panel.set_server_history(self.settings.server_history())
         panel.device_combo.setCurrentIndex(max(0, panel.device_combo.findData(self.settings.device)))
         panel.model_dir_edit.setText(self.settings.model_dir)
+        panel.engine_python_edit.setText(self.settings.engine_python)
         panel.device_combo.currentIndexChanged.connect(self._save_settings)
         panel.model_dir_edit.editingFinished.connect(self._save_settings)
-        panel.set_model_availability({k: engines.available(k) for k in engines.CHOICES})
+        panel.engine_python_edit.editingFinished.connect(self._save_settings)
+        panel.model_combo.currentIndexChanged.connect(self._model_changed)
+        panel.on_download = self.download
+        self.download_job: ModelDownload | None = None
+        self.default_python = ""  # the engine's interpreter when Settings name none (Slicer: PythonSlicer)
+        self._connection_thread: threading.Thread | None = None
+        self._connection_result: tuple[bool, str, str] | None = None
+        self.aux_timer = qc.QtCore.QTimer(panel)
+        self.aux_timer.setInterval(POLL_MS)
+        self.aux_timer.timeout.connect(self._poll_aux)
+        if panel.suggest is None:
+            from TextSegLogicLib.completion import make_suggester
+
+            panel.suggest = make_suggester(self.model_terms)
+        self.refresh_models()
         panel.on_place = place
         panel.on_refine = self.refine
         panel.on_export = self.export
@@ -88,8 +109,83 @@ class TextSegController:
     def _save_settings(self, *_: Any) -> None:
         self.settings.device = str(qc.current_data(self.panel.device_combo))
         self.settings.model_dir = qc.text(self.panel.model_dir_edit)
+        self.settings.engine_python = qc.text(self.panel.engine_python_edit)
         if self._engine_key != "injected":
-            self._engine_key = None  # the next run rebuilds the engine with the new settings
+            self._engine_key = None  # the next run uses the new settings
+        self.refresh_models()
+
+    # -- models ------------------------------------------------------------------------
+    def refresh_models(self) -> dict[str, tuple[bool, str]]:
+        """Recompute which models are usable (after a dependency install, a download, a new folder)."""
+        model_dir = qc.text(self.panel.model_dir_edit)
+        selected = self._selected_model()
+        availability = {k: engines.available(k, model_dir if k == selected else "") for k in engines.CHOICES}
+        self.panel.set_model_availability(availability)
+        self._model_changed()
+        return availability
+
+    def _model_changed(self, *_: Any) -> None:
+        key = self._selected_model()
+        ok, reason = engines.available(key, qc.text(self.panel.model_dir_edit))
+        downloading = self.download_job is not None and self.download_job.state == "running"
+        self.panel.download_button.setVisible(key in ("sat-nano", "sat-pro") and (not ok or downloading))
+        if not downloading:
+            self.panel.download_button.setText("Download")
+            self.panel.download_label.setText("" if ok else reason.split(". ")[0] + ".")
+
+    def model_terms(self, modality: str) -> list[str]:
+        """The selected model's own terms for ``modality`` (the completer marks them)."""
+        key = self._selected_model()
+        try:
+            if self._engine_key == "injected" and self.logic.loaded_engine is not None:
+                return list(self.logic.loaded_engine.vocabulary(modality or "ct"))
+            if key == "remote":
+                return []
+            return engines.describe(key, qc.text(self.panel.model_dir_edit)).vocabulary(modality or "ct")
+        except TextSegError:
+            return []
+
+    def download(self, key: str) -> None:
+        """Download button: start (or cancel) ``textseg models pull`` for a SAT model."""
+        if self.download_job is not None and self.download_job.state == "running":
+            self.download_job.cancel()
+            self.panel.download_label.setText("Download cancelled.")
+            self.panel.download_button.setText("Download")
+            return
+        name = engines.CHOICES.get(key, ("", None))[1]
+        if not name or key == "bundled":
+            return
+        self.download_job = ModelDownload(str(name), python=self.settings.engine_python or self.default_python)
+        self.panel.download_button.setText("Cancel download")
+        self.panel.download_label.setText(f"Downloading {name} ...")
+        self.aux_timer.start()
+
+    def _poll_aux(self) -> None:
+        """Timer slot for the download and the connection test (never blocks)."""
+        busy = False
+        if self.download_job is not None:
+            state, message = self.download_job.poll()
+            if state == "running":
+                busy = True
+                self.panel.download_label.setText(message)
+            elif state in ("done", "failed"):
+                self.panel.download_label.setText(message)
+                self.panel.download_button.setText("Download")
+                self.download_job = None
+                if state == "done":
+                    self.refresh_models()
+        if self._connection_thread is not None:
+            if self._connection_thread.is_alive():
+                busy = True
+            else:
+                self._connection_thread = None
+                ok, message, url = self._connection_result or (False, "No answer.", "")
+                if ok:
+                    self.panel.set_server_history(self.settings.remember_server(url))
+                self.panel.status_label.setText(message)
+                self.panel.test_connection_button.setEnabled(True)
+        if not busy:
+            self.aux_timer.stop()
 
     def volume_changed(self, *_: Any) -> None:
         """Selector slot: show the modality guessed for the new volume."""
@@ -106,24 +202,36 @@ class TextSegController:
         return str(qc.current_data(self.panel.model_combo))
 
     def _ensure_engine(self) -> None:
-        """Point the logic at the selected model; the job loads it in its worker thread."""
+        """Point the logic at the selected model (it runs in the engine process, or remotely)."""
         if self._engine_key == "injected":
             return  # the logic was given an engine (scripts, tests)
         key = self._selected_model()
-        if self._engine_key == key and (self.logic.loaded_engine is not None or self.logic.engine_factory is not None):
-            return
-        ok, reason = engines.available(key)
+        model_dir = qc.text(self.panel.model_dir_edit)
+        ok, reason = engines.available(key, model_dir)
         if not ok:
             raise ModelError(reason)
-        settings: dict[str, Any] = {"device": qc.current_data(self.panel.device_combo), "model_dir": qc.text(self.panel.model_dir_edit)}
         if key == "remote":
             url = qc.current_text(self.panel.server_combo)
             if self.ask_consent is None or not ensure_upload_consent(self.settings, url, self.ask_consent):
                 raise TextSegError(f"Upload to {url} not allowed.", "Confirm the upload, or choose a local model.")
-            settings = {"url": url, "api_key": qc.text(self.panel.api_key_edit)}
-        self.logic.set_engine(None)
-        self.logic.engine_factory = lambda: engines.make_engine(key, **settings)
+            self.logic.use_model(key, url=url, api_key=qc.text(self.panel.api_key_edit))
+        else:
+            self.logic.use_model(key, device=str(qc.current_data(self.panel.device_combo)), model_dir=model_dir,
+                                 python=self.settings.engine_python or self.default_python)
         self._engine_key = key
+
+    def scene_closed(self) -> None:
+        """The scene was closed: cancel the run and reset what referred to its nodes."""
+        if self.job is not None and not self.job.done:
+            self.job.cancel()
+        self.timer.stop()
+        self.job = None
+        self.panel.set_running(False)
+        self.panel.undo_button.setEnabled(False)
+        self.panel.export_button.setEnabled(False)
+        self.panel.set_refine_segments([])
+        self.panel.show_results([])
+        self.panel.status_label.setText("Ready.")
 
     # -- actions ---------------------------------------------------------------------
     def run(self, prompts: list[str]) -> Job | None:
@@ -134,6 +242,11 @@ class TextSegController:
         try:
             self._ensure_engine()
             self.job = self.logic.start(self.volume_node(), prompts, self.segmentation_node(), self.modality())
+        except AmbiguousPromptError as exc:
+            self.last_error = exc
+            self.panel.show_finished(str(exc), ok=False)
+            self.panel.show_completer([c.name for c in exc.candidates], str(exc), target=exc.text)
+            return None
         except TextSegError as exc:
             self.last_error = exc
             self.panel.show_finished(str(exc), ok=False)
@@ -147,12 +260,12 @@ class TextSegController:
             self.job.cancel()
 
     def poll(self) -> None:
-        """Timer slot: show progress; when the job ended, import on this (main) thread."""
+        """Timer slot: advance the job one short step; when it ended, import on this (main) thread."""
         job = self.job
         if job is None:
             self.timer.stop()
             return
-        state = job.snapshot()
+        state = job.poll()
         if state.status == "running":
             self.panel.show_progress(state.stage, state.done, state.total, state.elapsed_s)
             return
@@ -169,16 +282,12 @@ class TextSegController:
         self.set_segmentation_node(seg)
         t = job.timings
         segmentation = seg.GetSegmentation()
-        empty = [
-            segmentation.GetSegment(sid).GetName()
-            for sid in job.imported_segment_ids
-            if mrml_io.segment_tag(segmentation.GetSegment(sid), mrml_io.TAG_DIGEST) == "empty"
-        ]
+        not_found = "".join(f" {name}: not found ({why})." for name, why in job.not_found.items())
         self.panel.show_finished(
             f"{len(job.imported_segment_ids)} segment(s) in {t.get('engine', 0):.1f} s "
-            f"(+{t.get('import_', 0):.2f} s import) with {job.engine.name if job.engine else '?'}."
-            + (f" Nothing found for: {', '.join(empty)}." if empty else "")
+            f"(+{t.get('import_', 0):.2f} s import) with {job.engine_name or '?'}." + not_found
         )
+        self.panel.show_results(job.measurements)
         self.panel.undo_button.setEnabled(True)
         self.panel.export_button.setEnabled(True)
         self.panel.set_refine_segments(
@@ -246,25 +355,46 @@ class TextSegController:
             self.logic.show_3d(node, show)
 
     def _test_connection(self, url: str, api_key: str) -> None:
+        """Test connection button: the request runs off the GUI thread; the timer reports it."""
         if self.test_connection is None:
             self.panel.status_label.setText("Remote server support is not installed (TextSegLib.remote).")
             return
-        ok, message = self.test_connection(url, api_key)
-        if ok:
-            self.panel.set_server_history(self.settings.remember_server(url))
-        self.panel.status_label.setText(message)
+        if self._connection_thread is not None:
+            return
+        test = self.test_connection
+
+        def work() -> None:
+            try:
+                ok, message = test(url, api_key)
+            except Exception as exc:  # noqa: BLE001 - shown as one line
+                ok, message = False, f"Connection test failed: {exc}"
+            self._connection_result = (ok, message, url)
+
+        self._connection_result = None
+        self.panel.status_label.setText(f"Connecting to {url} ...")
+        self.panel.test_connection_button.setEnabled(False)
+        self._connection_thread = threading.Thread(target=work, name="TextSegConnectionTest", daemon=True)
+        self._connection_thread.start()
+        self.aux_timer.start()
 
     def _check_vocabulary(self, prompts: list[str]) -> None:
-        """'Not a trained term, did you mean ...' for finished prompts outside the model's vocabulary."""
+        """Hints for finished prompts: ambiguous, not a term of this model, or another modality."""
         finished = prompts if qc.plain_text(self.panel.prompt_edit).rstrip().endswith((",", ";")) else prompts[:-1]
-        if self.logic.loaded_engine is None or not finished:
+        if not finished or self._selected_model() == "remote" and self._engine_key != "injected":
             self.panel.set_vocabulary_hint({})
             return
         try:
-            specs = self.logic.specs(finished, self.modality() or "ct")
+            engine = self.logic.loaded_engine if self._engine_key == "injected" else \
+                engines.describe(self._selected_model(), qc.text(self.panel.model_dir_edit))
+            if engine is None:
+                return
+            resolved = resolve_for(engine, finished, self.modality() or "ct")
+        except (AmbiguousPromptError, UnknownTermError, ModalityError) as exc:
+            self.panel.hint_label.setText(str(exc))
+            return
         except TextSegError:
             return
-        self.panel.set_vocabulary_hint({s.prompt: s.nearest for s in specs if not s.in_vocabulary})
+        self.panel.set_vocabulary_hint({p.text: [c.name for c in p.nearest] for p in resolved if not p.in_vocabulary})
 
 
 def _refine_available() -> tuple[bool, str]:
@@ -273,3 +403,14 @@ def _refine_available() -> tuple[bool, str]:
     except ImportError:
         return False, "Point/box refinement needs TextSegLib.refine.refine (not in this build yet)."
     return True, ""
+
+
+def restore_choices(panel: TextSegPanel, saved: dict[str, str]) -> None:
+    """Set the model, modality and device combos from a parameter node's saved values."""
+    for combo, key in ((panel.model_combo, "model"), (panel.modality_combo, "modality"), (panel.device_combo, "device")):
+        value = saved.get(key)
+        if value is None:
+            continue
+        index = combo.findData(value)
+        if index >= 0 and index != qc.get(combo, "currentIndex"):
+            combo.setCurrentIndex(index)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from TextSegLogicLib.completion import Suggester, Suggestion, current_fragment, replace_fragment
-from TextSegLogicLib.engines import CHOICES
-from TextSegLogicLib.terms import parse_prompts
+from TextSegLogicLib.engines import CHOICES, DEFAULT_CHOICE, default_choice
+from TextSegLogicLib.prompts import parse_prompts
 
 from . import qt_compat as qc
 from .qt_compat import QtGui, QtWidgets
@@ -45,6 +45,8 @@ class TextSegPanel(QtWidgets.QWidget):
         self.on_refine: Callable[[str], None] | None = None
         self.on_refine_live: Callable[[str, bool], None] | None = None  # (segment ID, on)
         self.on_redo: Callable[[], None] | None = None
+        self.on_download: Callable[[str], None] | None = None
+        self.on_model_changed: Callable[[str], None] | None = None
         self.running = False
         self._suggestions: list[Suggestion] = []
         self._build()
@@ -70,7 +72,22 @@ class TextSegPanel(QtWidgets.QWidget):
         self.model_combo.setObjectName("modelCombo")
         for key, (label, _name) in CHOICES.items():
             self.model_combo.addItem(label, key)
+        self.model_combo.setCurrentIndex(self.model_combo.findData(DEFAULT_CHOICE))
+        self._model_chosen = False
+        self.model_combo.activated.connect(self._on_model_activated)
         form.addRow("Model:", self.model_combo)
+        row = QtWidgets.QHBoxLayout()
+        self.download_button = QtWidgets.QPushButton("Download")
+        self.download_button.setObjectName("downloadButton")
+        self.download_button.setToolTip("Download the selected SAT model's weights (or set a Model folder under Settings).")
+        self.download_button.clicked.connect(lambda: self.on_download and self.on_download(str(qc.current_data(self.model_combo))))
+        self.download_button.hide()
+        self.download_label = QtWidgets.QLabel("")
+        self.download_label.setObjectName("downloadLabel")
+        self.download_label.setWordWrap(True)
+        row.addWidget(self.download_button)
+        row.addWidget(self.download_label, 1)
+        form.addRow(row)
         layout.addWidget(box)
 
         box, form = _section("Prompts")
@@ -113,6 +130,13 @@ class TextSegPanel(QtWidgets.QWidget):
         self.status_label.setObjectName("statusLabel")
         self.status_label.setWordWrap(True)
         form.addRow(self.status_label)
+        self.results_table = QtWidgets.QTableWidget(0, 7)
+        self.results_table.setObjectName("resultsTable")
+        self.results_table.setHorizontalHeaderLabels(["Segment", "Volume (mL)", "Voxels", "Mean", "Std", "Min", "Max"])
+        self.results_table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.results_table.setMaximumHeight(140)
+        self.results_table.hide()
+        form.addRow(self.results_table)
         layout.addWidget(box)
 
         box, form = _section("Output")
@@ -252,6 +276,12 @@ class TextSegPanel(QtWidgets.QWidget):
         row.addWidget(self.model_dir_edit)
         row.addWidget(browse)
         form.addRow("Model folder:", row)
+        self.engine_python_edit = QtWidgets.QLineEdit()
+        self.engine_python_edit.setObjectName("enginePythonEdit")
+        self.engine_python_edit.setPlaceholderText("Slicer's Python")
+        self.engine_python_edit.setToolTip("Python interpreter the engine process runs on (an environment with torch and "
+                                           "TextSeg's requirements); empty: Slicer's own Python.")
+        form.addRow("Engine Python:", self.engine_python_edit)
         layout.addWidget(box)
 
     # -- state shown to the user --------------------------------------------------
@@ -272,10 +302,40 @@ class TextSegPanel(QtWidgets.QWidget):
             if item is not None:
                 item.setEnabled(ok)
             self.model_combo.setItemData(i, reason or CHOICES[key][0], qc.Qt.ToolTipRole)
-        usable = [i for i in range(qc.count(self.model_combo)) if availability.get(self.model_combo.itemData(i), (True, ""))[0]]
-        current = qc.get(self.model_combo, "currentIndex")
-        if usable and current not in usable:
-            self.model_combo.setCurrentIndex(usable[0])
+        current = qc.current_data(self.model_combo)
+        if not availability.get(current, (True, ""))[0] or (current == "remote" and not self._model_chosen):
+            self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(default_choice(availability))))
+
+    def _on_model_activated(self, *_: Any) -> None:
+        self._model_chosen = True  # the user picked it: refreshes no longer move the selection
+
+    def show_results(self, rows: Sequence[Any]) -> None:
+        """One row per prompt (``TextSegLib.measurements.Measurement``): mL, voxels, mean/std/min/max."""
+        self.results_table.setRowCount(0)
+        for m in rows:
+            r = qc.count_rows(self.results_table)
+            self.results_table.insertRow(r)
+            if m.found:
+                cells = [m.name, f"{m.volume_ml:.1f}", str(m.voxels)] + [
+                    "" if v is None else f"{v:.1f}" for v in (m.mean, m.std, m.min, m.max)]
+            else:
+                cells = [m.name, "not found", "", m.reason, "", "", ""]
+            for c, text in enumerate(cells):
+                self.results_table.setItem(r, c, QtWidgets.QTableWidgetItem(text))
+        self.results_table.setVisible(bool(rows))
+
+    def show_completer(self, names: Sequence[str], message: str, target: str = "") -> None:
+        """List candidate terms for the ambiguous prompt ``target`` (picking one replaces it)."""
+        from TextSegLogicLib.completion import Suggestion
+
+        self._replace_target = target
+
+        self._suggestions = [Suggestion(n) for n in names]
+        self.suggestion_list.clear()
+        for sug in self._suggestions:
+            self.suggestion_list.addItem(QtWidgets.QListWidgetItem(sug.display()))
+        self.suggestion_list.setVisible(bool(self._suggestions))
+        self.status_label.setText(message)
 
     def _on_export(self) -> None:
         path = qc.save_file_name(self, "Save segmentation", "Segmentation (*.seg.nrrd);;DICOM SEG (*.dcm)")
@@ -332,7 +392,16 @@ class TextSegPanel(QtWidgets.QWidget):
     def pick_suggestion(self, row: int) -> None:
         """Replace the fragment being typed with suggestion ``row``'s preferred name."""
         choice = self._suggestions[row].preferred
-        self.prompt_edit.setPlainText(replace_fragment(qc.plain_text(self.prompt_edit), choice))
+        target, self._replace_target = getattr(self, "_replace_target", ""), ""
+        text = qc.plain_text(self.prompt_edit)
+        if target:
+            from TextSegLib.knowledge import prompt_spans
+
+            span = next((sp for sp in prompt_spans(text) if sp.text == target), None)
+            new = text[:span.start] + choice + text[span.end:] if span is not None else replace_fragment(text, choice)
+        else:
+            new = replace_fragment(text, choice)
+        self.prompt_edit.setPlainText(new)
         cursor = self.prompt_edit.textCursor()
         cursor.movePosition(QtGui.QTextCursor.End)
         self.prompt_edit.setTextCursor(cursor)

@@ -65,6 +65,10 @@ def count(widget: Any) -> int:
     return int(get(widget, "count"))
 
 
+def count_rows(table: Any) -> int:
+    return int(get(table, "rowCount"))
+
+
 def value(widget: Any) -> int:
     return int(get(widget, "value"))
 

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import time
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 from urllib.parse import urlparse
 
@@ -49,6 +50,20 @@ def _reason(exc: requests.RequestException) -> str:
     if isinstance(exc, requests.exceptions.SSLError):
         return "TLS/SSL error (certificate?)"
     return type(exc).__name__
+
+
+@dataclass
+class RemoteJob:
+    """A job started with :meth:`RemoteEngine.submit` (what :meth:`RemoteEngine.job_result` needs)."""
+
+    id: str
+    prompts: list
+    texts: list[str]
+    shape: tuple[int, ...]
+    t0: float
+    image: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    upload_bytes: int = 0
 
 
 class RemoteEngine:
@@ -173,6 +188,25 @@ class RemoteEngine:
 
         Prompts are resolved here against the server's vocabulary (the same rule as a local
         engine); the server is sent each prompt's term, and the result is keyed by its text."""
+        if progress:
+            progress("upload", 0, 1)
+        job = self.submit(volume, prompts, modality=modality, roi_ras=roi_ras, cancel=cancel)
+        if progress:
+            progress("upload", 1, 1)
+        try:
+            status = self._wait(job.id, progress, cancel)
+            if status["state"] == "cancelled":
+                raise CancelledError("Segmentation cancelled on the server.")
+            return self.job_result(job)
+        except BaseException:
+            self._delete(job.id)
+            raise
+
+    def submit(self, volume: Volume, prompts: Sequence, *, modality: str | None = None,
+               roi_ras: tuple[Sequence[float], Sequence[float]] | None = None,
+               cancel: CancelToken | None = None) -> RemoteJob:
+        """Resolve, upload (once) and queue a job; returns without waiting for it (then poll
+        :meth:`job_status` and fetch :meth:`job_result`, as the Slicer module does)."""
         from ..knowledge.resolved import engine_prompts
 
         t0 = time.perf_counter()
@@ -188,41 +222,46 @@ class RemoteEngine:
         texts = list(by_term)
         if cancel is not None:
             cancel.check()
-        if progress:
-            progress("upload", 0, 1)
         t = time.perf_counter()
         iid, sent = self.upload(volume)
         request = {"image": iid, "prompts": texts, "modality": mod or "", "probabilities": bool(self.probabilities),
                    "roi_ras": None if roi_ras is None else [[float(x) for x in roi_ras[0]], [float(x) for x in roi_ras[1]]]}
         job, n = self._submit(request, volume, cancel)
         sent += n
-        timings = {"upload": time.perf_counter() - t}
         self.last_sent_bytes = sent
-        if progress:
-            progress("upload", 1, 1)
-        jid = job["id"]
+        return RemoteJob(job["id"], resolved, texts, tuple(volume.shape), t0, iid,
+                         {"upload": time.perf_counter() - t}, sent)
+
+    def job_status(self, job: "RemoteJob | str") -> dict[str, Any]:
+        """The server's status of a job: state, stage, done/total, queue position (one short request)."""
+        jid = getattr(job, "id", job)
+        return self._during_job(jid, "GET", f"/v1/jobs/{jid}").json()
+
+    def cancel_job(self, job: "RemoteJob | str") -> None:
+        """Ask the server to stop (or forget) the job; best effort."""
+        self._delete(getattr(job, "id", job))
+
+    def job_result(self, job: RemoteJob) -> EngineResult:
+        """A finished job's masks as an :class:`EngineResult` keyed by prompt text; the server then
+        forgets the job. A failed job raises :class:`RemoteError` with its one-line reason."""
+        t = time.perf_counter()
         try:
-            status = self._wait(jid, progress, cancel)
-            if status["state"] == "cancelled":
-                raise CancelledError("Segmentation cancelled on the server.")
-            t = time.perf_counter()
-            r = self._during_job(jid, "GET", f"/v1/jobs/{jid}/result")
-        except BaseException:
-            self._delete(jid)
-            raise
-        self._delete(jid)  # frees the server's result memory at once
+            r = self._during_job(job.id, "GET", f"/v1/jobs/{job.id}/result")
+        finally:
+            self._delete(job.id)  # frees the server's result memory at once (also for a failed job)
         masks, probs, server_timings, info = protocol.decode_result(r.content)
-        timings["download"] = time.perf_counter() - t
-        if any(m.shape != volume.shape for m in masks.values()) or set(masks) != set(texts):
+        timings = dict(job.timings, download=time.perf_counter() - t)
+        if any(tuple(m.shape) != job.shape for m in masks.values()) or set(masks) != set(job.texts):
             raise RemoteError(f"Server {self.url} returned masks that do not match the request "
-                              f"(prompts {sorted(masks)}, expected {sorted(texts)}).", "Update the server.")
+                              f"(prompts {sorted(masks)}, expected {sorted(job.texts)}).", "Update the server.")
         timings.update({f"server_{k}": float(v) for k, v in server_timings.items()})
-        timings["total"] = time.perf_counter() - t0
-        info = {**info, "server": self.url, "image": iid, "upload_bytes": sent, "result_bytes": len(r.content)}
+        timings["total"] = time.perf_counter() - job.t0
+        info = {**info, "server": self.url, "image": job.image, "upload_bytes": job.upload_bytes,
+                "result_bytes": len(r.content)}
         res = EngineResult(masks={}, probabilities={}, timings=timings, info=info)
         found, reasons = info.pop("found", None) or {}, info.pop("reasons", None) or {}
         info.pop("prompts", None)
-        for p in resolved:
+        for p in job.prompts:
             term = p.term
             res.masks[p.text] = masks[term]
             if term in probs:
