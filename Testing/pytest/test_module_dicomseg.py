@@ -61,7 +61,7 @@ def test_export_button_writes_dicom_seg_for_a_dcm_name(tmp_path, monkeypatch):
 
     os.environ.setdefault("QT_API", "pyside6")
     QtWidgets = pytest.importorskip("Qt.QtWidgets", reason="Qt.py + PySide6 not installed")
-    from TextSegLogicLib.completion import vocabulary_suggester
+    from TextSegLogicLib.completion import make_suggester
     from TextSegLogicLib.settings import TextSegSettings
     from TextSegPanelLib import qt_compat as qc
     from TextSegPanelLib.controller import TextSegController
@@ -85,7 +85,7 @@ def test_export_button_writes_dicom_seg_for_a_dcm_name(tmp_path, monkeypatch):
     mask = np.zeros(volume.shape, bool)
     mask[300:340, 200:240, 4:8] = True
     mrml_io.put_segment(seg_node, None, "Spleen", mask, volume.ijk_to_ras)
-    panel = TextSegPanel(suggest=vocabulary_suggester(["spleen"]))
+    panel = TextSegPanel(suggest=make_suggester(["spleen"]))
     ctrl = TextSegController(panel, logic, lambda: node, lambda: seg_node, settings=TextSegSettings({}))
     out = tmp_path / "spleen.dcm"
     ctrl.export(str(out))

