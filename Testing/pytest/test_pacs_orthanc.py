@@ -138,3 +138,55 @@ def test_slicer_send_to_pacs(tmp_path, orthanc, client, pushed):
     assert report.series_instance_uid in [r["SeriesInstanceUID"] for r in client.find_series(modality="SEG")]
     with pytest.raises(PacsError, match="HTTP 401"):
         send_to_pacs(str(report.path), orthanc.dicomweb, user="textseg:nope")
+
+
+def test_batch_listing_errors_for_dicomweb_cases(tmp_path):
+    """A series list needs --dicomweb; a malformed UID is refused with its line."""
+    from TextSegLib.cohort.inputs import load_cases, read_series_list
+    from TextSegLib.errors import InputFileError
+
+    good = tmp_path / "series.txt"
+    good.write_text("# two series\n1.2.840.1\n1.2.840.2  # second\n")
+    cases = load_cases(good, dicomweb="http://127.0.0.1:1/dicom-web").cases
+    assert [(c.case_id, c.path) for c in cases] == [("1.2.840.1", "dicomweb:1.2.840.1"), ("1.2.840.2", "dicomweb:1.2.840.2")]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1.2.840.1\nnot-a-uid\n")
+    with pytest.raises(InputFileError, match="bad.txt line 2"):
+        read_series_list(bad)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("case_id,path\na,dicomweb:1.2.3\n")
+    rc = main(["batch", str(manifest), "-o", str(tmp_path / "run"), "-p", "liver", "--model", "textseg-mini", "--quiet"])
+    assert rc == 2 and not (tmp_path / "run" / "cases").exists()
+
+
+@pytest.mark.slow
+def test_batch_over_dicomweb_series_writes_seg(tmp_path, orthanc, client, pushed, capsys, monkeypatch):
+    """textseg batch --dicomweb: the series is pulled into the run folder and segmented; its
+    DICOM SEG references the PACS series; the password never reaches the manifest or the output."""
+    import json
+
+    monkeypatch.setenv("TEXTSEG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TEXTSEG_DICOMWEB_USER", orthanc.credentials)
+    series = read_volume(pushed[0]).meta["SeriesInstanceUID"]
+    listing = tmp_path / "series.txt"
+    listing.write_text(f"{series}\n")
+    run = tmp_path / "run"
+    rc = main(["batch", str(listing), "--dicomweb", orthanc.dicomweb, "-o", str(run), "-p", "liver",
+               "--model", "textseg-mini", "--threads", "1", "-f", "dicomseg", "-f", "seg.nrrd", "--no-thumbnails",
+               "--quiet"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert orthanc.password not in out.err + out.out
+    records = [json.loads(line) for line in (run / "manifest.jsonl").read_text().splitlines()]
+    assert orthanc.password not in json.dumps(records)
+    done = [r for r in records if r.get("kind") == "case" and r.get("state") == "done"]
+    assert [r["case_id"] for r in done] == [series]
+    segs = list((run / "cases" / series).glob("*.dcm"))
+    assert len(segs) == 1
+    seg = read_segmentation(segs[0])
+    assert seg.names == ["Liver"]
+    assert seg.meta["SeriesInstanceUID"] != series  # a new SEG series, which references the PACS one
+    import pydicom
+
+    ds = pydicom.dcmread(segs[0], stop_before_pixels=True)
+    assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == series

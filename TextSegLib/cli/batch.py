@@ -47,9 +47,13 @@ def read_prompts_file(path: str) -> list[str]:
 @click.option("--verify", type=click.Choice(["size", "checksum"]), default="size", show_default=True,
               help="How finished cases are checked before they are skipped.")
 @click.option("--no-thumbnails", is_flag=True, help="No overlay pictures (faster; the report has no images).")
+@click.option("--dicomweb", "dicomweb", metavar="URL",
+              help="DICOMweb server of the cases: SOURCE is then a .txt list of SeriesInstanceUIDs, or a CSV "
+                   "whose path column says dicomweb:UID (credentials: TEXTSEG_DICOMWEB_TOKEN / _USER or the config file).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def command(source, run_dir, prompts, prompts_file, model_name, model_path, device, precision, modality, formats,
-            workers, threads, ray_address, gpus_per_worker, retry_failed, force, verify, no_thumbnails, quiet) -> None:
+            workers, threads, ray_address, gpus_per_worker, retry_failed, force, verify, no_thumbnails, dicomweb,
+            quiet) -> None:
     """Segment every scan of SOURCE (a folder of NIfTI/NRRD files and DICOM series folders,
     or a CSV manifest with case_id,path[,modality,prompts,roi]) into the run folder.
 
@@ -62,7 +66,7 @@ def command(source, run_dir, prompts, prompts_file, model_name, model_path, devi
     cfg = BatchConfig(source, run_dir, texts, EngineSpec(model_name, model_path, device, precision, threads),
                       modality=modality or "", formats=list(formats) or list(DEFAULT_FORMATS), workers=workers,
                       ray=ray_address, gpus_per_worker=gpus_per_worker, retry_failed=retry_failed, force=force,
-                      verify=verify, thumbnails=not no_thumbnails, progress=not quiet)
+                      verify=verify, thumbnails=not no_thumbnails, progress=not quiet, dicomweb=dicomweb)
     summary = run_batch(cfg, echo=(lambda s: None) if quiet else (lambda s: click.echo(s, err=True)))
     for line in summary.lines():
         click.echo(line, err=not line.split(":")[0].endswith((".html", ".csv", ".parquet", ".jsonl")))

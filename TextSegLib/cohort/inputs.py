@@ -45,6 +45,10 @@ class CaseList:
     ignored: list[str] = field(default_factory=list)
 
 
+DICOMWEB_PREFIX = "dicomweb:"
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
 def case_id_for(path: Path) -> str:
     """A file-system-safe case id from a scan's file or folder name."""
     name = path.name
@@ -136,9 +140,16 @@ def read_manifest_csv(path: str | Path) -> CaseList:
         if _SAFE.search(cid) or cid.startswith("."):
             raise InputFileError(f"{where}: case_id {cid!r} has characters unsafe in a file name.",
                                  "Use letters, digits, '.', '_' and '-' only.")
-        scan = Path(rel).expanduser()
-        if not scan.is_absolute():
-            scan = (p.parent / scan)
+        if rel.lower().startswith(DICOMWEB_PREFIX):  # a series on the run's DICOMweb server
+            uid = rel[len(DICOMWEB_PREFIX):].strip()
+            if not _UID.fullmatch(uid):
+                raise InputFileError(f"{where}: {rel!r} is not dicomweb:SERIES_INSTANCE_UID.",
+                                     "Write the series' UID after 'dicomweb:' (digits and dots).")
+            scan = Path(DICOMWEB_PREFIX + uid)
+        else:
+            scan = Path(rel).expanduser()
+            if not scan.is_absolute():
+                scan = (p.parent / scan)
         mod = row.get("modality", "")
         try:
             mod = normalize_modality(mod) if mod else ""
@@ -152,9 +163,35 @@ def read_manifest_csv(path: str | Path) -> CaseList:
     return CaseList(cases)
 
 
-def load_cases(source: str | Path) -> CaseList:
-    """A folder of scans, or a CSV manifest (``.csv``)."""
+def read_series_list(path: str | Path) -> CaseList:
+    """Cases from a text file of DICOM series UIDs on the run's DICOMweb server (one per line,
+    ``#`` comments); each case is named by its UID."""
+    p = Path(path).expanduser()
+    cases = []
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        uid = line.split("#", 1)[0].strip()
+        if not uid:
+            continue
+        if not _UID.fullmatch(uid):
+            raise InputFileError(f"{p.name} line {n}: {uid!r} is not a DICOM UID.",
+                                 "List one SeriesInstanceUID (digits and dots) per line.")
+        cases.append(CaseSpec(uid, DICOMWEB_PREFIX + uid, source=f"{p.name} line {n}"))
+    if not cases:
+        raise InputFileError(f"{p.name}: lists no series.", "Put one SeriesInstanceUID per line.")
+    _check_unique(cases)
+    return CaseList(cases)
+
+
+def is_dicomweb(path: str) -> bool:
+    return str(path).lower().startswith(DICOMWEB_PREFIX)
+
+
+def load_cases(source: str | Path, dicomweb: str | None = None) -> CaseList:
+    """A folder of scans, a CSV manifest (``.csv``), or with ``dicomweb`` (the server URL) a text
+    file of series UIDs (``.txt``)."""
     p = Path(source).expanduser()
+    if dicomweb and p.is_file() and p.suffix.lower() == ".txt":
+        return read_series_list(p)
     if p.is_file() and p.suffix.lower() == ".csv":
         return read_manifest_csv(p)
     if p.is_dir():

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..errors import OutputPathError
+from ..errors import InputFileError, OutputPathError
 from ..volume import normalize_modality
 from .inputs import CaseSpec, load_cases
 from .manifest import DONE, FAILED, RUNNING, ManifestWriter, read_manifest
@@ -46,6 +46,8 @@ class BatchConfig:
     thumbnails: bool = True
     progress: bool = True
     handle_signals: bool = True
+    #: DICOMweb server of ``dicomweb:UID`` cases (credentials: environment or config file, never here)
+    dicomweb: str | None = None
 
 
 @dataclass
@@ -103,8 +105,14 @@ class _Stopper:
 
 
 def _config_key(cfg: BatchConfig, formats: list[str], identity: dict) -> dict:
-    return {"prompts": list(cfg.prompts), "modality": cfg.modality, "formats": formats,
-            "model": identity["model"], "model_version": identity["model_version"]}
+    key = {"prompts": list(cfg.prompts), "modality": cfg.modality, "formats": formats,
+           "model": identity["model"], "model_version": identity["model_version"]}
+    if cfg.dicomweb:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(cfg.dicomweb)  # the server, without any credentials written into the URL
+        key["dicomweb"] = f"{u.scheme}://{u.hostname}{':' + str(u.port) if u.port else ''}{u.path}"
+    return key
 
 
 def _check_same_settings(state, key: dict) -> None:
@@ -197,8 +205,13 @@ def run_batch(cfg: BatchConfig, echo: Callable[[str], None] = print) -> BatchSum
     run_dir = Path(cfg.run_dir).expanduser()
     cfg.modality = normalize_modality(cfg.modality) if cfg.modality else ""
     formats = check_formats(cfg.formats)
-    listing = load_cases(cfg.source)
+    listing = load_cases(cfg.source, cfg.dicomweb)
     cases = listing.cases
+    from .inputs import is_dicomweb
+
+    if any(is_dicomweb(c.path) for c in cases) and not cfg.dicomweb:
+        raise InputFileError(f"{cfg.source}: lists dicomweb: series but no DICOMweb server was given.",
+                             "Pass --dicomweb URL (credentials from TEXTSEG_DICOMWEB_TOKEN / _USER or the config file).")
     if not any(p.strip() for p in cfg.prompts) and any(not c.prompts for c in cases):
         from ..errors import TerminologyError
 
@@ -234,7 +247,7 @@ def run_batch(cfg: BatchConfig, echo: Callable[[str], None] = print) -> BatchSum
                            "workers": cfg.workers, "ray": cfg.ray, **identity})
             attempts = {c.case_id: int(state.cases.get(c.case_id, {}).get("attempt", 0)) + 1 for c in todo}
             tasks = [CaseTask(c, tables[tuple(c.prompts)], str(run_dir), tuple(formats), cfg.modality,
-                              cfg.thumbnails, attempts[c.case_id]) for c in todo]
+                              cfg.thumbnails, attempts[c.case_id], cfg.dicomweb or "") for c in todo]
             progress = Progress(len(todo), enabled=cfg.progress)
             running: dict[str, float] = {}
 

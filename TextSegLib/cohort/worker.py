@@ -53,6 +53,7 @@ class CaseTask:
     modality: str = ""  # the run's --modality (a case's own column wins)
     thumbnails: bool = True
     attempt: int = 1
+    dicomweb: str = ""  # server of a dicomweb:UID case
 
 
 def one_line(exc: BaseException) -> str:
@@ -79,6 +80,23 @@ def load_worker_engine(spec: EngineSpec):
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = str(n)
     return load_engine(spec.model, spec.model_path, device=spec.device, precision=spec.precision)
+
+
+DICOMWEB_CACHE = "dicomweb-cache"
+
+
+def fetch_input(task: CaseTask) -> str:
+    """The case's scan on disk: its path, or a ``dicomweb:UID`` series pulled (WADO-RS, atomic,
+    reused when complete) into the run folder's ``dicomweb-cache/``."""
+    from .inputs import DICOMWEB_PREFIX, is_dicomweb
+
+    if not is_dicomweb(task.spec.path):
+        return task.spec.path
+    from ..pacs import PacsClient, resolve_settings
+
+    uid = task.spec.path[len(DICOMWEB_PREFIX):]
+    client = PacsClient(resolve_settings(task.dicomweb or None))
+    return str(client.pull_series(uid, cache=Path(task.run_dir) / DICOMWEB_CACHE))
 
 
 class CaseProcessor:
@@ -125,7 +143,7 @@ class CaseProcessor:
         timings: dict[str, float] = {}
         t = time.perf_counter()
         spec = task.spec
-        volume = read_volume(spec.path, modality=spec.modality or task.modality or None)
+        volume = read_volume(fetch_input(task), modality=spec.modality or task.modality or None)
         timings["read"] = time.perf_counter() - t
         mod = volume.modality
         if mod in task.table.errors or mod not in task.table.prompts:
