@@ -104,27 +104,6 @@ def scans(cache: Path, only: str = ""):
     from TextSegLib.models.bundled.labels import ts_concept
 
     want = lambda n: not only or any(o in n for o in only.split(","))  # noqa: E731
-    for c in get_cases():
-        if c.name == HOLDOUT or c.name == "slicerio_chest" or not want(c.name):
-            continue
-        absent = set(c.negatives)
-        if c.name.startswith("pyradiomics"):
-            absent |= PELVIS_LIMB
-        if c.name == "lits117":
-            absent |= {"left femur", "right femur", "urinary bladder"}
-        yield Scan(c.name, Volume(c.image, c.ijk_to_ras, c.modality, c.name), c.labels, absent - set(c.labels),
-                   True, c.source)
-    if want("ctchest4"):
-        import slicerio
-
-        vol = _read(DATA / "slicerio" / "CTChest4.nrrd", "ct", "CTChest4")
-        seg = slicerio.read_segmentation(str(DATA / "slicerio" / "Segmentation.seg.nrrd"))
-        vox = np.asarray(seg["voxels"])
-        names = {"ribs": "ribs", "cervical vertebral column": "cervical spine",
-                 "thoracic vertebral column": "thoracic spine", "lumbar vertebral column": "lumbar spine",
-                 "right lung": "right lung", "left lung": "left lung"}
-        present = {names[s["name"]]: vox == s["labelValue"] for s in seg["segments"] if s["name"] in names}
-        yield Scan("ctchest4", vol, present, PELVIS_LIMB, True, "slicerio")
     if want("holdout"):
         ts = sources.totalsegmentator_root(cache) / "tests" / "reference_files"
         vol = _read(ROOT / "Resources" / "samples" / "abdomen_ct_sample.nii.gz", "ct", "holdout")
@@ -145,6 +124,30 @@ def scans(cache: Path, only: str = ""):
 
         p = Path(nibabel.__file__).parent / "tests" / "data" / "example4d.nii.gz"
         yield Scan("mr_head_nibabel", _read(p, "mri", "mr_head_nibabel"), {}, {"*"}, False, "nibabel")
+    if want("ctchest4"):
+        import slicerio
+
+        vol = _read(DATA / "slicerio" / "CTChest4.nrrd", "ct", "CTChest4")
+        seg = slicerio.read_segmentation(str(DATA / "slicerio" / "Segmentation.seg.nrrd"))
+        vox = np.asarray(seg["voxels"])
+        names = {"ribs": "ribs", "cervical vertebral column": "cervical spine",
+                 "thoracic vertebral column": "thoracic spine", "lumbar vertebral column": "lumbar spine",
+                 "right lung": "right lung", "left lung": "left lung"}
+        present = {names[s["name"]]: vox == s["labelValue"] for s in seg["segments"] if s["name"] in names}
+        yield Scan("ctchest4", vol, present, PELVIS_LIMB, True, "slicerio")
+    order = ["ts_mr", "ts_abd_sm", "lits117", "pyradiomics_lung1", "pyradiomics_lung2", "ts_cta", "ts_abd"]
+    cases = {c.name: c for c in get_cases()}
+    for name in order + sorted(set(cases) - set(order) - {HOLDOUT, "slicerio_chest"}):
+        c = cases.get(name)
+        if c is None or not want(c.name):
+            continue
+        absent = set(c.negatives)
+        if c.name.startswith("pyradiomics"):
+            absent |= PELVIS_LIMB
+        if c.name == "lits117":
+            absent |= {"left femur", "right femur", "urinary bladder"}
+        yield Scan(c.name, Volume(c.image, c.ijk_to_ras, c.modality, c.name), c.labels, absent - set(c.labels),
+                   True, c.source)
 
 
 def raw_result(engine, scan: Scan, prompts: list[str], cache: Path, rerun: bool) -> EngineResult:
