@@ -248,11 +248,11 @@ def main() -> None:
             if da < db - 0.01:
                 losses.append((scan.name, c, db, da))
             print(f"  present {c:28s} ref {ref.sum() * ml:8.1f} mL  Dice before {db:.3f} after {da:.3f}"
-                  f"  {'found' if found else 'NOT FOUND: ' + after_res.reasons[c]}{flag}")
+                  f"  {'found' if found else 'NOT FOUND: ' + after_res.reasons.get(c, 'empty mask')}{flag}")
         if args.verbose:
             for p in prompts:
                 if not after_res.is_found(p) and before[p].any():
-                    print(f"    not found {p}: {after_res.reasons[p]}")
+                    print(f"    not found {p}: {after_res.reasons.get(p, 'empty mask')}")
     print("\n== summary ==")
     print(f"largest false structure on a scan where it is absent: before {worst_fp['before']:.1f} mL, "
           f"after {worst_fp['after']:.1f} mL (target < 1 mL)")

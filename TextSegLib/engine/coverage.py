@@ -10,6 +10,12 @@ superior direction) of a coarse copy of the scan and labels it:
   (≥ 300 mL) and fills ≥ 15 % of the slice's body outline: a slice through the lungs;
 * ``""``: nothing can be said (cropped outline, several bodies, anything else).
 
+On CT it also marks slices with **large bone off the midline** (a 2D bone component of
+≥ 6 cm² inside the trunk's outline whose centre lies more than a quarter of the outline's
+half-width from the midline: iliac wings, femurs, also shoulders). A pelvic or lower-limb
+structure needs such slices near it; a trunk slice without them (upper abdomen) has no
+gluteus, hip bone or femur.
+
 It also gives the body outline and the body midline (RAS x of the main outline's centre)
 per slice, which the presence step uses for laterality. Axes follow RAS: +x is the
 patient's right, so a left-sided structure has a smaller x than the midline
@@ -33,6 +39,8 @@ HEAD_AREA_CM2 = (15.0, 350.0)
 HEAD_MAX_LR_OVER_AP = 1.0
 LUNG_MIN_ML = 300.0
 LUNG_MIN_FRACTION = 0.15
+LATERAL_BONE_CM2 = 6.0
+LATERAL_BONE_OFFSET = 0.25
 CT_BODY_HU = -300.0
 CT_AIR_HU = -500.0
 CT_BONE_HU = 300.0
@@ -50,6 +58,20 @@ class Coverage:
     midline_x: np.ndarray  # RAS x of the main outline's centre per slice (nan: unknown)
     body: np.ndarray  # bool, coarse grid: the main outline per slice (filled), or all-true where cropped
     step: tuple[int, int, int]
+    #: CT: slice shows large bone off the midline (None: not assessed, e.g. MR)
+    lateral_bone: np.ndarray | None = None
+    slice_mm: float = 1.0
+
+    def near_lateral_bone(self, idx: np.ndarray, margin_mm: float = 60.0) -> float | None:
+        """Fraction of the voxels ``idx`` within ``margin_mm`` (along the slices) of a slice with
+        large bone off the midline; ``None`` where that was not assessed."""
+        if self.lateral_bone is None:
+            return None
+        r = int(round(margin_mm / self.slice_mm))
+        near = ndimage.binary_dilation(self.lateral_bone, iterations=r) if r > 0 else self.lateral_bone
+        per_slice = self._per_slice(idx)
+        total = per_slice.sum()
+        return float(per_slice[near].sum() / total) if total else 0.0
 
     def _per_slice(self, idx: np.ndarray) -> np.ndarray:
         return np.bincount(idx[:, self.s_axis], minlength=len(self.kinds)).astype(np.float64)
@@ -121,6 +143,7 @@ def scan_coverage(volume: Volume, modality: str | None = None) -> Coverage:
     main = np.zeros_like(body)  # main outline per slice; all true where the outline is cropped
     filled = np.zeros_like(body)  # every outline of the slice, holes filled
     shapes: list[tuple | None] = []
+    lateral = np.zeros(n, bool)
     for k in range(n):
         sl = _slice(s_axis, k)
         filled[sl] = ndimage.binary_fill_holes(ndimage.binary_opening(body[sl]))
@@ -131,7 +154,13 @@ def scan_coverage(volume: Volume, modality: str | None = None) -> Coverage:
         sizes = np.bincount(lab.ravel())[1:]
         big = int(np.argmax(sizes)) + 1
         comp = lab == big
-        if comp[0, :].any() or comp[-1, :].any() or comp[:, 0].any() or comp[:, -1].any():
+        cropped = comp[0, :].any() or comp[-1, :].any() or comp[:, 0].any() or comp[:, -1].any()
+        if modality == "ct":
+            outline = filled[sl] if cropped else comp
+            xs = np.nonzero(outline.any(axis=1 - lr2))[0]
+            lateral[k] = _lateral_bone(a[sl], outline, (xs[0] + xs[-1]) / 2.0, (xs[-1] - xs[0] + 1) / 2.0,
+                                       lr2, pix_cm2)
+        if cropped:
             main[sl] = True
             shapes.append(None)
             continue
@@ -161,7 +190,22 @@ def scan_coverage(volume: Volume, modality: str | None = None) -> Coverage:
         if lungs is not None and filled[sl].any() and lungs[sl].sum() >= LUNG_MIN_FRACTION * filled[sl].sum():
             kinds[k] = "lungs"
     return Coverage(s_axis=s_axis, lr_axis=lr, ap_axis=ap, kinds=kinds, midline_x=midline,
-                    body=main, step=step)
+                    body=main, step=step, lateral_bone=lateral if modality == "ct" else None,
+                    slice_mm=float(csp[s_axis]))
+
+
+def _lateral_bone(hu: np.ndarray, outline: np.ndarray, mid: float, half: float, lr2: int,
+                  pix_cm2: float) -> bool:
+    """Whether a CT slice has a bone component of LATERAL_BONE_CM2 or more off the midline."""
+    lab, n = ndimage.label((hu > CT_BONE_HU - 100.0) & outline)
+    for i, slc in enumerate(ndimage.find_objects(lab), start=1):
+        local = lab[slc] == i
+        if local.sum() * pix_cm2 < LATERAL_BONE_CM2:
+            continue
+        centre = np.argwhere(local)[:, lr2].mean() + slc[lr2].start
+        if abs(centre - mid) > LATERAL_BONE_OFFSET * half:
+            return True
+    return False
 
 
 def _slice(axis: int, k: int) -> tuple:

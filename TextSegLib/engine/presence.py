@@ -9,7 +9,8 @@ structure asked for, then decides whether what is left is the structure:
    midline (RAS +x is the patient's right) is dropped, and vice versa;
 2. **body region** (knowledge tree: the concept's region, :mod:`.coverage` for the scan): a
    component of an abdominal, pelvic or lower-limb structure lying in slices that show a head,
-   or of a pelvic or lower-limb structure lying in slices through the lungs, is dropped; so is a
+   or of a pelvic or lower-limb structure lying in slices through the lungs or (CT) far from any
+   slice with large bone off the midline (iliac wings, femurs), is dropped; so is a
    trunk organ's component lying outside the trunk's outline (an island in an arm);
 3. **one body**: a solid organ is one connected body, so only the component holding the most
    probability mass is kept;
@@ -33,24 +34,28 @@ from ..volume import Volume
 from .base import EngineResult
 from .coverage import KIND_TEXT, Coverage, scan_coverage
 
-#: Smallest plausible volume (mL) of a whole structure in an adult, keyed by the concept's
-#: name without its side (knowledge tree preferred name or the engine's term). Deliberately
-#: low (atrophic kidney, contracted gallbladder, small spleen); structures not listed use
+#: Smallest plausible volume (mL) of a whole structure as a model outlines it, keyed by the
+#: concept's name without its side (knowledge tree preferred name or the engine's term).
+#: Deliberately low, a fraction of an adult organ (atrophic kidney, contracted gallbladder, a
+#: model that under-segments a thin pancreas); structures not listed use
 #: ``PresenceRules.default_min_ml``.
 MIN_ML: dict[str, float] = {
-    "liver": 400.0, "spleen": 40.0, "kidney": 40.0, "lung": 300.0, "heart": 150.0,
-    "brain": 700.0, "stomach": 30.0, "pancreas": 20.0, "gallbladder": 4.0, "bladder": 5.0,
-    "urinary bladder": 5.0, "adrenal gland": 2.0, "aorta": 20.0, "inferior vena cava": 10.0,
-    "esophagus": 5.0, "trachea": 8.0, "duodenum": 10.0, "femur": 100.0, "humerus": 40.0,
-    "hip bone": 80.0, "sacrum": 40.0, "scapula": 30.0, "sternum": 15.0, "spinal cord": 5.0,
-    "colon": 20.0, "small intestine": 20.0, "gluteus maximus": 150.0, "iliopsoas": 50.0,
+    "liver": 150.0, "spleen": 15.0, "kidney": 15.0, "lung": 100.0, "heart": 50.0, "brain": 300.0,
+    "stomach": 10.0, "pancreas": 4.0, "gallbladder": 3.0, "bladder": 5.0, "urinary bladder": 5.0,
+    "adrenal gland": 1.5, "aorta": 5.0, "inferior vena cava": 4.0, "esophagus": 2.0, "trachea": 3.0,
+    "duodenum": 4.0, "femur": 15.0, "humerus": 10.0, "hip bone": 15.0, "sacrum": 8.0,
+    "scapula": 10.0, "sternum": 5.0, "spinal cord": 2.0, "colon": 5.0, "small intestine": 5.0,
+    "gluteus maximus": 20.0, "iliopsoas": 5.0,
 }
 #: Solid structures that are one connected body (one component is kept).
 ONE_BODY = frozenset({
     "liver", "spleen", "kidney", "lung", "heart", "brain", "stomach", "pancreas", "gallbladder",
-    "bladder", "urinary bladder", "aorta", "inferior vena cava", "esophagus", "trachea",
-    "femur", "humerus", "hip bone", "sacrum", "scapula", "sternum", "body",
+    "bladder", "urinary bladder", "aorta", "inferior vena cava", "esophagus", "trachea", "sacrum",
+    "body",
 })
+#: Region of model terms the knowledge tree has no concept for (textseg-mini's "hip bone").
+REGION_OF_TERM = {"hip bone": "pelvis", "erector spinae": "whole body", "vertebral column": "spine",
+                  "body": "whole body"}
 #: Knowledge-tree regions that never reach a head slice / a slice through the lungs.
 NOT_IN_HEAD = frozenset({"abdomen", "pelvis", "lower limb", "thorax"})
 NOT_AT_LUNGS = frozenset({"pelvis", "lower limb"})
@@ -67,7 +72,7 @@ RIGHT_CODES = ("SCT^24028007^",)
 class PresenceRules:
     """Thresholds of the presence decision (the bundled model's values are the defaults)."""
 
-    min_peak: float = 0.8
+    min_peak: float = 0.65
     default_min_ml: float = 1.0
     #: minimum for a structure the scan's edge may cut: this fraction of MIN_ML ...
     cut_fraction: float = 0.2
@@ -108,7 +113,8 @@ def structure_facts(prompt) -> StructureFacts:
     term_key = " ".join(term_words)
     if key not in MIN_ML and key not in ONE_BODY and (term_key in MIN_ML or term_key in ONE_BODY):
         key = term_key
-    return StructureFacts(name=name, key=key, side=side, region=concept.region if concept is not None else "")
+    region = concept.region if concept is not None else REGION_OF_TERM.get(key, "")
+    return StructureFacts(name=name, key=key, side=side, region=region)
 
 
 @dataclass
@@ -205,8 +211,12 @@ def _implausible(part: np.ndarray, facts: StructureFacts, volume: Volume, covera
     if facts.region in NOT_IN_HEAD and not (facts.region == "thorax" and facts.key in THROUGH_NECK):
         if frac.get("head", 0.0) >= rules.region_fraction:
             return f"in slices that show {KIND_TEXT['head']}, where no {facts.region} structure is"
-    if facts.region in NOT_AT_LUNGS and frac.get("lungs", 0.0) >= rules.region_fraction:
-        return f"in slices through {KIND_TEXT['lungs']}, far above the {facts.region}"
+    if facts.region in NOT_AT_LUNGS:
+        if frac.get("lungs", 0.0) >= rules.region_fraction:
+            return f"in slices through {KIND_TEXT['lungs']}, far above the {facts.region}"
+        near = coverage.near_lateral_bone(part)
+        if near is not None and near < rules.region_fraction:
+            return f"in slices with no hip or thigh bone near them, so above the {facts.region}"
     if facts.region in TRUNK and coverage.inside_body(part) < rules.region_fraction:
         return "outside the trunk's outline (e.g. in an arm)"
     return ""
