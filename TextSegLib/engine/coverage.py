@@ -16,7 +16,8 @@ half-width from the midline: iliac wings, femurs, also shoulders). A pelvic or l
 structure needs such slices near it; a trunk slice without them (upper abdomen) has no
 gluteus, hip bone or femur.
 
-It also gives the body outline and the body midline (RAS x of the main outline's centre)
+It also gives the trunk outline (the main outline less any arm joined to it by a thin bridge)
+and the body midline (RAS x of the trunk outline's centre)
 per slice, which the presence step uses for laterality. Axes follow RAS: +x is the
 patient's right, so a left-sided structure has a smaller x than the midline
 (checked on TotalSegmentator's example CT: left kidney x = -76 mm, right kidney +64 mm,
@@ -39,6 +40,7 @@ HEAD_AREA_CM2 = (15.0, 350.0)
 HEAD_MAX_LR_OVER_AP = 1.0
 LUNG_MIN_ML = 300.0
 LUNG_MIN_FRACTION = 0.15
+BRIDGE_MM = 20.0  # an arm lying against the trunk joins it through a bridge thinner than 2 × this
 LATERAL_BONE_CM2 = 6.0
 LATERAL_BONE_OFFSET = 0.25
 CT_BODY_HU = -300.0
@@ -144,6 +146,7 @@ def scan_coverage(volume: Volume, modality: str | None = None) -> Coverage:
     filled = np.zeros_like(body)  # every outline of the slice, holes filled
     shapes: list[tuple | None] = []
     lateral = np.zeros(n, bool)
+    bridge_vox = max(1, int(round(BRIDGE_MM / float(min(csp[lr], csp[ap])))))
     for k in range(n):
         sl = _slice(s_axis, k)
         filled[sl] = ndimage.binary_fill_holes(ndimage.binary_opening(body[sl]))
@@ -164,10 +167,11 @@ def scan_coverage(volume: Volume, modality: str | None = None) -> Coverage:
             main[sl] = True
             shapes.append(None)
             continue
-        main[sl] = comp
-        idx = np.argwhere(comp)
+        trunk = _without_limbs(comp, bridge_vox)
+        main[sl] = trunk
         centre = np.zeros(3)
-        centre[axes2] = idx.mean(0) * np.asarray(step)[axes2]
+        centre[axes2] = np.argwhere(trunk).mean(0) * np.asarray(step)[axes2]
+        idx = np.argwhere(comp)
         centre[s_axis] = k * step[s_axis]
         midline[k] = float((volume.ijk_to_ras @ np.r_[centre, 1.0])[0])
         ext = idx.max(0) - idx.min(0) + 1
@@ -192,6 +196,17 @@ def scan_coverage(volume: Volume, modality: str | None = None) -> Coverage:
     return Coverage(s_axis=s_axis, lr_axis=lr, ap_axis=ap, kinds=kinds, midline_x=midline,
                     body=main, step=step, lateral_bone=lateral if modality == "ct" else None,
                     slice_mm=float(csp[s_axis]))
+
+
+def _without_limbs(outline: np.ndarray, r: int) -> np.ndarray:
+    """The trunk of a slice's outline: an opening of radius ``r`` cuts thin bridges (an arm
+    lying against the flank), then the largest piece is kept (the outline itself if nothing is left)."""
+    opened = ndimage.binary_opening(outline, structure=ndimage.generate_binary_structure(2, 1), iterations=r)
+    lab, n = ndimage.label(opened)
+    if n == 0:
+        return outline
+    sizes = np.bincount(lab.ravel())[1:]
+    return lab == (int(np.argmax(sizes)) + 1)
 
 
 def _lateral_bone(hu: np.ndarray, outline: np.ndarray, mid: float, half: float, lr2: int,

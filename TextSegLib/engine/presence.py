@@ -53,6 +53,8 @@ ONE_BODY = frozenset({
     "bladder", "urinary bladder", "aorta", "inferior vena cava", "esophagus", "trachea", "sacrum",
     "body",
 })
+#: Structures the tree files under another region that lie in the pelvis (for the region rules).
+PELVIC = {"sacrum": "pelvis", "coccyx": "pelvis"}
 #: Region of model terms the knowledge tree has no concept for (textseg-mini's "hip bone").
 REGION_OF_TERM = {"hip bone": "pelvis", "erector spinae": "whole body", "vertebral column": "spine",
                   "body": "whole body"}
@@ -114,6 +116,7 @@ def structure_facts(prompt) -> StructureFacts:
     if key not in MIN_ML and key not in ONE_BODY and (term_key in MIN_ML or term_key in ONE_BODY):
         key = term_key
     region = concept.region if concept is not None else REGION_OF_TERM.get(key, "")
+    region = PELVIC.get(key, region)
     return StructureFacts(name=name, key=key, side=side, region=region)
 
 
