@@ -115,6 +115,19 @@ def test_structure_outside_the_covered_region_is_flagged():
     assert not (scan_coverage(trunk_ct()).kinds != "").any()
 
 
+def test_abdominal_and_pelvic_structures_above_the_lungs_are_dropped():
+    vol = trunk_ct(lungs=True)
+    vol.array[:, :, 16:][vol.array[:, :, 16:] < -500] = 40.0  # lungs end at slice 15; above: shoulders
+    vol.array[:, :, 16:][~_ellipse(vol.shape, 55, 40, 45, 30)] = -1000.0
+    cov = scan_coverage(vol)
+    assert (cov.kinds[:16] == "lungs").all() and (cov.kinds[16:] == "").all()
+    high = block(vol.shape, (65, 30, 17), (85, 50, 23))  # 2400 voxels = 65 mL, superior to the lungs
+    res = apply_presence(_result({"right hip bone": high, "spleen": high.copy(), "right lung": high.copy()}), vol)
+    assert not res.is_found("right hip bone") and "above the lungs" in res.reasons["right hip bone"]
+    assert not res.is_found("spleen") and "above the lungs" in res.reasons["spleen"]
+    assert "above the lungs" not in res.reasons["right lung"]  # a thoracic structure may be there
+
+
 def test_real_labels_are_found_and_swapped_sides_are_not():
     """RAS convention checked on real anatomy: TotalSegmentator's example CT and its labels
     (index 1 spleen, 2 right kidney, 3 left kidney, 5 liver)."""

@@ -63,6 +63,17 @@ class Coverage:
     #: CT: slice shows large bone off the midline (None: not assessed, e.g. MR)
     lateral_bone: np.ndarray | None = None
     slice_mm: float = 1.0
+    s_sign: int = 1  # +1: a higher slice index is more superior
+
+    def above_lungs(self, idx: np.ndarray) -> float | None:
+        """Fraction of the voxels ``idx`` in slices superior to every slice through the lungs
+        (``None`` when no slice shows the lungs)."""
+        rows = np.flatnonzero(self.kinds == "lungs")
+        if len(rows) == 0:
+            return None
+        s = idx[:, self.s_axis]
+        above = s > rows.max() if self.s_sign > 0 else s < rows.min()
+        return float(above.mean()) if len(s) else 0.0
 
     def near_lateral_bone(self, idx: np.ndarray, margin_mm: float = 60.0) -> float | None:
         """Fraction of the voxels ``idx`` within ``margin_mm`` (along the slices) of a slice with
@@ -195,7 +206,7 @@ def scan_coverage(volume: Volume, modality: str | None = None) -> Coverage:
             kinds[k] = "lungs"
     return Coverage(s_axis=s_axis, lr_axis=lr, ap_axis=ap, kinds=kinds, midline_x=midline,
                     body=main, step=step, lateral_bone=lateral if modality == "ct" else None,
-                    slice_mm=float(csp[s_axis]))
+                    slice_mm=float(csp[s_axis]), s_sign=1 if volume.ijk_to_ras[2, s_axis] >= 0 else -1)
 
 
 def _without_limbs(outline: np.ndarray, r: int) -> np.ndarray:

@@ -9,6 +9,7 @@ structure asked for, then decides whether what is left is the structure:
    midline (RAS +x is the patient's right) is dropped, and vice versa;
 2. **body region** (knowledge tree: the concept's region, :mod:`.coverage` for the scan): a
    component of an abdominal, pelvic or lower-limb structure lying in slices that show a head,
+   of an abdominal, pelvic or lower-limb structure lying above the lungs (CT: at the shoulders),
    or of a pelvic or lower-limb structure lying in slices through the lungs or (CT) far from any
    slice with large bone off the midline (iliac wings, femurs), is dropped; so is a
    trunk organ's component lying outside the trunk's outline (an island in an arm);
@@ -61,6 +62,7 @@ REGION_OF_TERM = {"hip bone": "pelvis", "erector spinae": "whole body", "vertebr
 #: Knowledge-tree regions that never reach a head slice / a slice through the lungs.
 NOT_IN_HEAD = frozenset({"abdomen", "pelvis", "lower limb", "thorax"})
 NOT_AT_LUNGS = frozenset({"pelvis", "lower limb"})
+NOT_ABOVE_LUNGS = frozenset({"abdomen", "pelvis", "lower limb"})
 #: Thoracic structures that run up through the neck (a neck slice can look like a head).
 THROUGH_NECK = frozenset({"trachea", "esophagus", "thymus", "thyroid gland"})
 #: Regions of organs inside the trunk's outline (an island in an arm is not one of them).
@@ -214,6 +216,10 @@ def _implausible(part: np.ndarray, facts: StructureFacts, volume: Volume, covera
     if facts.region in NOT_IN_HEAD and not (facts.region == "thorax" and facts.key in THROUGH_NECK):
         if frac.get("head", 0.0) >= rules.region_fraction:
             return f"in slices that show {KIND_TEXT['head']}, where no {facts.region} structure is"
+    if facts.region in NOT_ABOVE_LUNGS:
+        above = coverage.above_lungs(part)
+        if above is not None and above >= rules.region_fraction:
+            return f"above the lungs (at the shoulders or neck), where no {facts.region} structure is"
     if facts.region in NOT_AT_LUNGS:
         if frac.get("lungs", 0.0) >= rules.region_fraction:
             return f"in slices through {KIND_TEXT['lungs']}, far above the {facts.region}"
