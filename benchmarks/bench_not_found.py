@@ -11,12 +11,15 @@ Scans (each marked whether its figures were looked at while choosing the rules' 
 * the bundled training scans on the model's 3 mm grid (``models.bundled.cases``): TotalSegmentator
   abdomen CT (full and crop), MR, CTA; pyradiomics lung CTs 1 and 2; LiTS case 117;
 * CTChest4 (slicerio, ``Testing/Data/slicerio``) on its own grid;
-* the held-out patient = the demo sample (TotalSegmentator CT DICOM series), on its own grid,
-  with TotalSegmentator's full label map (held out from tuning);
+* the model's held-out patient = the demo sample (TotalSegmentator CT DICOM series), on its own
+  grid, with TotalSegmentator's full label map (held out from training, but seen while tuning
+  the presence rules: the issue names its kidneys);
 * MR head scans shipped in PyPI packages, downloaded with ``pip download --no-deps``:
   nilearn 0.14.1's MNI152 2009 T1 template (BSD-3-Clause package; template (c) McConnell Brain
   Imaging Centre, free-use licence), dipy 1.12.1's ``aniso_vox.nii.gz`` (BSD-3-Clause), nibabel's
-  ``example4d.nii.gz`` first frame (MIT, from the installed nibabel's tests; held out from tuning).
+  ``example4d.nii.gz`` first frame (MIT, from the installed nibabel's tests; held out from tuning:
+  its first figures were taken with the rules frozen; one rule, trunk muscles in head slices,
+  was added after seeing them).
 
 Absent structures: those a complete TotalSegmentator label map lacks; on chest-only scans the
 pelvic and lower-limb terms; on LiTS's liver crop the femurs and bladder; on MR head scans every
@@ -110,7 +113,8 @@ def scans(cache: Path, only: str = ""):
         total = sources.ts_class_map("total", cache)
         present = reference_masks(vol, ts / "example_seg_dicom.nii.gz", total)
         every = {ts_concept(n) for n in total.values()} - {None}
-        yield Scan("holdout_demo", vol, present, every - set(present), False, "totalsegmentator")
+        # the model's held-out patient, but its figures were seen while tuning the presence rules
+        yield Scan("holdout_demo", vol, present, every - set(present), True, "totalsegmentator")
     for name, (spec, member, tuned) in MR_HEADS.items():
         if want(name):
             try:
@@ -214,7 +218,7 @@ def main() -> None:
           f"torch {torch.__version__}, {args.threads} thread(s), no GPU used")
     engine = load_bundled_engine()
     worst_fp = {"before": 0.0, "after": 0.0}
-    losses, rows = [], []
+    losses, rows, table = [], [], []
     for scan in scans(cache, args.only):
         mod = scan.volume.modality
         prompts = list(engine.vocabulary(mod))
@@ -236,6 +240,7 @@ def main() -> None:
         print(f"  absent structures: {len(absent)}; false >= 1 mL before: {len(big_b)} "
               f"({', '.join(f'{p} {v:.1f}' for v, p in big_b[:8])}{' ...' if len(big_b) > 8 else ''})")
         print(f"  {'':19s}after: {len(big_a)} ({', '.join(f'{p} {v:.1f}' for v, p in big_a)})")
+        table.append((scan.name, tag, big_b, big_a, scan))
         worst_fp["before"] = max([worst_fp["before"], *fp_b.values()])
         worst_fp["after"] = max([worst_fp["after"], *fp_a.values()])
         for c, ref in sorted(scan.present.items()):
@@ -253,6 +258,15 @@ def main() -> None:
             for p in prompts:
                 if not after_res.is_found(p) and before[p].any():
                     print(f"    not found {p}: {after_res.reasons.get(p, 'empty mask')}")
+    print("\n== table ==")
+    print("| scan | tuning | absent structures ≥ 1 mL before (largest) | after | present: mean Dice before → after |")
+    print("|---|---|---|---|---|")
+    for name, tag, big_b, big_a, scan in table:
+        sel = [r for r in rows if r[0] == name]
+        fmt = lambda big: f"{len(big)}" + (f" ({big[0][1]} {big[0][0]:.1f} mL)" if big else "")  # noqa: E731
+        dice_txt = (f"{np.mean([r[2] for r in sel]):.3f} → {np.mean([r[3] for r in sel]):.3f} ({len(sel)})"
+                    if sel else "–")
+        print(f"| {name} | {'tuned' if tag == 'tuned' else 'held out'} | {fmt(big_b)} | {fmt(big_a)} | {dice_txt} |")
     print("\n== summary ==")
     print(f"largest false structure on a scan where it is absent: before {worst_fp['before']:.1f} mL, "
           f"after {worst_fp['after']:.1f} mL (target < 1 mL)")

@@ -169,6 +169,7 @@ def engine():
 
 
 @needs_model
+@pytest.mark.slow
 def test_liver_on_an_mr_head_scan_is_not_found(engine):
     from TextSegLib.io import read_volume
 

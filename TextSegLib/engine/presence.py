@@ -8,8 +8,8 @@ structure asked for, then decides whether what is left is the structure:
    component of a left-sided structure whose centre lies on the patient's right of the body
    midline (RAS +x is the patient's right) is dropped, and vice versa;
 2. **body region** (knowledge tree: the concept's region, :mod:`.coverage` for the scan): a
-   component of an abdominal, pelvic or lower-limb structure lying in slices that show a head,
-   of an abdominal, pelvic or lower-limb structure lying above the lungs (CT: at the shoulders),
+   component of an abdominal, thoracic (not the trachea or oesophagus, which run through the
+   neck), pelvic or lower-limb structure lying in slices that show a head, of an abdominal, pelvic or lower-limb structure lying above the lungs (CT: at the shoulders),
    or of a pelvic or lower-limb structure lying in slices through the lungs or (CT) far from any
    slice with large bone off the midline (iliac wings, femurs), is dropped; so is a
    trunk organ's component lying outside the trunk's outline (an island in an arm);
@@ -59,6 +59,8 @@ PELVIC = {"sacrum": "pelvis", "coccyx": "pelvis"}
 #: Region of model terms the knowledge tree has no concept for (textseg-mini's "hip bone").
 REGION_OF_TERM = {"hip bone": "pelvis", "erector spinae": "whole body", "vertebral column": "spine",
                   "body": "whole body"}
+#: Trunk muscles filed under "whole body" that never reach a head slice.
+TRUNK_MUSCLES = frozenset({"erector spinae", "iliopsoas", "iliopsoas muscle", "psoas major muscle"})
 #: Knowledge-tree regions that never reach a head slice / a slice through the lungs.
 NOT_IN_HEAD = frozenset({"abdomen", "pelvis", "lower limb", "thorax"})
 NOT_AT_LUNGS = frozenset({"pelvis", "lower limb"})
@@ -206,16 +208,18 @@ def _implausible(part: np.ndarray, facts: StructureFacts, volume: Volume, covera
     if facts.side:
         mid = coverage.midline_for(part)
         if np.isfinite(mid):
-            x = _centre_x(part, volume)
+            x = _centre_x(part, volume)  # RAS x of the component's centre
             # RAS: +x is the patient's right
             wrong = x > mid + rules.side_margin_mm if facts.side == "left" else x < mid - rules.side_margin_mm
             if wrong:
                 other = "right" if facts.side == "left" else "left"
-                return f"on the patient's {other} ({abs(x - mid):.0f} mm from the body midline)"
+                return f"on the patient's {other} of the body midline"
     frac = coverage.slice_kinds(part)
-    if facts.region in NOT_IN_HEAD and not (facts.region == "thorax" and facts.key in THROUGH_NECK):
+    if (facts.region in NOT_IN_HEAD and not (facts.region == "thorax" and facts.key in THROUGH_NECK)) \
+            or facts.key in TRUNK_MUSCLES:
         if frac.get("head", 0.0) >= rules.region_fraction:
-            return f"in slices that show {KIND_TEXT['head']}, where no {facts.region} structure is"
+            what = "trunk muscle" if facts.key in TRUNK_MUSCLES else f"{facts.region} structure"
+            return f"in slices that show {KIND_TEXT['head']}, where no {what} is"
     if facts.region in NOT_ABOVE_LUNGS:
         above = coverage.above_lungs(part)
         if above is not None and above >= rules.region_fraction:
