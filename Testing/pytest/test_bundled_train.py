@@ -88,15 +88,13 @@ def test_query_provider_uses_cache_for_known_terms():
     assert qp.vocabulary("CT") == ["liver"]
 
 
-def test_largest_component_keeps_the_organ_only():
-    from TextSegLib.models.bundled.engine import SINGLE_COMPONENT, _largest_component
+def test_one_body_organs_keep_one_component_only():
+    # the bundled engine's former largest-component step now lives in the presence rules
+    from TextSegLib.engine.presence import ONE_BODY
+    from TextSegLib.models.bundled.engine import PRESENCE, _make_engine_class
 
-    m = np.zeros((10, 10, 10), bool)
-    m[1:5, 1:5, 1:5] = True
-    m[8, 8, 8] = True
-    out = _largest_component(m)
-    assert out.sum() == 64 and not out[8, 8, 8]
-    assert "liver" in SINGLE_COMPONENT and "lung tumor" not in SINGLE_COMPONENT
+    assert _make_engine_class().presence is PRESENCE
+    assert "liver" in ONE_BODY and "kidney" in ONE_BODY and "lung tumor" not in ONE_BODY
 
 
 def test_ema_update_moves_towards_weights():

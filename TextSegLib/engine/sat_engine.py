@@ -53,6 +53,11 @@ class InferenceConfig:
 class SATEngine:
     """Engine protocol implementation for SAT and SAT-shaped models."""
 
+    #: Presence rules (:mod:`.presence`) applied to every result, or ``None``: only an empty
+    #: mask is "not found". Off for SAT (its outputs stay those of the authors' model; the
+    #: thresholds were measured on textseg-mini only); the bundled engine sets them.
+    presence = None
+
     @property
     def free_text(self) -> bool:
         """Whether text outside the vocabulary can be encoded (a text tower can, a table cannot)."""
@@ -241,8 +246,13 @@ class SATEngine:
             "roi_box": box,
             **tiles,
         }
-        return EngineResult(masks=masks, probabilities=probs, timings=timings, info=info, found=found,
-                            reasons=reasons, prompts={p.text: p for p in resolved})
+        result = EngineResult(masks=masks, probabilities=probs, timings=timings, info=info, found=found,
+                              reasons=reasons, prompts={p.text: p for p in resolved})
+        if self.presence is not None:
+            from .presence import apply_presence
+
+            apply_presence(result, volume, self.presence, modality=modality, cropped=roi_ras is not None)
+        return result
 
 
 # -- query providers ------------------------------------------------------------------

@@ -1,67 +1,38 @@
 """``load_bundled_engine()``: textseg-mini behind the Engine protocol.
 
-Inference uses :class:`TextSegLib.engine.sat_engine.SATEngine` (plus a
-largest-connected-component step for single organs) with the
-bundled model's own query provider, grid (3 mm isotropic, no foreground
-crop) and normalisation (:func:`preprocess.normalize`), i.e. the same
-resampling and normalisation code as training.
+Inference uses :class:`TextSegLib.engine.sat_engine.SATEngine` with the bundled model's own
+query provider, grid (3 mm isotropic, no foreground crop) and normalisation
+(:func:`preprocess.normalize`), i.e. the same resampling and normalisation code as training,
+followed by the presence step (:mod:`TextSegLib.engine.presence`): per prompt, implausible
+components are dropped (wrong side, wrong body region, islands of a one-body organ; this
+replaces the former largest-component step) and a structure is reported "not found" when its
+peak probability or volume is implausible, instead of a few invented mL.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import numpy as np
-from scipy import ndimage
-
+from ...engine.presence import PresenceRules
 from ...errors import ModelError
 from ...resources import resource_path
 from .ensemble import combine, member_folders
 from .model import load_weights
 from .preprocess import normalize
-from .labels import prompt_forms
-from .text import MiniQueryProvider, normalize_prompt
+from .text import MiniQueryProvider
 
 NAME = "textseg-mini"
 
-#: Concepts that are one connected structure: only the largest component is kept.
-SINGLE_COMPONENT = frozenset({
-    "liver", "spleen", "left kidney", "right kidney", "stomach", "gallbladder", "pancreas",
-    "heart", "aorta", "urinary bladder", "left lung", "right lung", "body", "esophagus",
-    "trachea", "inferior vena cava", "sacrum", "brain",
-})
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    lab, n = ndimage.label(mask)
-    if n <= 1:
-        return mask
-    sizes = np.bincount(lab.ravel())[1:]
-    return lab == (int(np.argmax(sizes)) + 1)
+#: Presence thresholds for textseg-mini (measured with benchmarks/bench_not_found.py).
+PRESENCE = PresenceRules()
 
 
 def _make_engine_class():
     from ...engine.sat_engine import SATEngine
 
     class BundledEngine(SATEngine):
-        """SATEngine + one post-processing step: structures that are a single connected
-        organ keep only their largest connected component (on the source grid)."""
+        """SATEngine with the presence step on (see the module docstring)."""
 
-        concept_of: dict[str, str] = {}
-
-        def segment(self, volume, prompts, **kwargs):
-            res = super().segment(volume, prompts, **kwargs)
-            t = time.perf_counter()
-            kept = []
-            for text, mask in res.masks.items():
-                rp = res.prompts.get(text)
-                concept = self.concept_of.get(normalize_prompt(rp.term if rp is not None else text))
-                if concept in SINGLE_COMPONENT and mask.any():
-                    res.masks[text] = _largest_component(mask)
-                    kept.append(text)
-            res.timings["largest_component"] = time.perf_counter() - t
-            res.info["largest_component"] = kept
-            return res
+        presence: PresenceRules | None = PRESENCE
 
     return BundledEngine
 
@@ -103,7 +74,5 @@ def load_bundled_engine(folder: str | Path | None = None, *, device: str = "cpu"
                           device=device, precision="fp32")
     cls = _make_engine_class()
     engine = cls(image_model, queries, inf, name=NAME, vocabulary=cfg.concepts)
-    concepts = {c for v in cfg.concepts.values() for c in v}
-    engine.concept_of = {normalize_prompt(f): c for c in concepts for f in prompt_forms(c)}
     engine.query_provider = queries  # type: ignore[attr-defined]
     return engine
