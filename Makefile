@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.textseg-installed
 BUILD_CACHE ?= $(HOME)/.cache/textseg-build
 
-.PHONY: setup demo test bench clean-venv
+.PHONY: setup demo test bench clean-venv slicer-python-check
 
 setup: $(STAMP)
 
@@ -30,6 +30,18 @@ demo: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
+
+# Import check under the Python of the oldest supported Slicer (5.10: Python 3.12), in its own venv.
+# (pyenv's 3.12 on the build image, else a python3.12 on PATH)
+SLICER_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
+SLICER_VENV   ?= .venv-slicer-python
+slicer-python-check:
+	@test -n "$(SLICER_PYTHON)" || { echo "No Python 3.12 found: install it (e.g. pyenv install 3.12) or pass SLICER_PYTHON=/path/to/python3.12"; exit 1; }
+	$(SLICER_PYTHON) -m venv $(SLICER_VENV)
+	$(SLICER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SLICER_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(SLICER_VENV)/bin/python -m pip install -q ".[server,offline-text]" "slicer-core>=5.11"
+	cd /tmp && $(CURDIR)/$(SLICER_VENV)/bin/python $(CURDIR)/Testing/slicer_python/import_check.py
 
 clean-venv:
 	rm -rf $(VENV)
