@@ -20,7 +20,7 @@ from _cohort_helpers import DATA, REPO, crop, kill_one_worker_when_a_case_is_don
 pytestmark = pytest.mark.slow  # ~1-2 min: six real runs of the bundled model
 
 
-N_CASES = 6
+N_CASES = 10
 EXPECTED = {"{c}.seg.nrrd", "{c}.nii.gz", "{c}_labels.csv", "measurements.json", "qc.png"}
 
 
@@ -29,6 +29,29 @@ def _start(scans: Path, run: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "TextSegLib.cli.main", "batch", str(scans), "-o", str(run),
                              "-p", "liver", "--device", "cpu", "--threads", "1", "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(REPO))
+
+
+def _done_count(run: Path) -> int:
+    m = run / "manifest.jsonl"
+    if not m.is_file():
+        return 0
+    n = 0
+    for ln in m.read_text().splitlines():
+        try:
+            rec = json.loads(ln)
+        except ValueError:  # a line a SIGKILL cut short
+            continue
+        n += rec.get("kind") == "case" and rec.get("state") == "done"
+    return n
+
+
+def _wait_mid_run(proc: subprocess.Popen, run: Path, before: int, seed: int, limit: float = 240.0) -> None:
+    """Wait until this run has finished one more case (so it is really under way), then a random
+    part of a case's time, so the signal lands anywhere inside the next case."""
+    end = time.monotonic() + limit
+    while proc.poll() is None and _done_count(run) <= before and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(random.Random(seed).uniform(0.0, 2.0))
 
 
 def _check_consistent(run: Path) -> dict:
@@ -61,17 +84,25 @@ def test_sigterm_and_sigkill_at_random_points_lose_and_repeat_nothing(tmp_path):
     run = tmp_path / "run"
     kills = [(signal.SIGKILL, 11), (signal.SIGTERM, 12), (signal.SIGKILL, 13), (signal.SIGTERM, 14),
              (signal.SIGKILL, 15)]
+    interrupted = 0
     for sig, seed in kills:
+        before = _done_count(run)
         proc = _start(scans, run)
-        time.sleep(random.Random(seed).uniform(2.0, 12.0))
+        _wait_mid_run(proc, run, before, seed)
+        if proc.poll() is not None:  # the whole cohort finished first: nothing left to interrupt
+            _, err = proc.communicate()
+            assert proc.returncode == 0, err
+            break
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=300)
+        interrupted += 1
         if sig == signal.SIGTERM:  # stops after the running case: a clean exit code, no traceback
             assert proc.returncode in (0, 130, -signal.SIGTERM), err
             assert "Traceback" not in err
         else:
             assert proc.returncode == -signal.SIGKILL
         _check_consistent(run)
+    assert interrupted >= 3  # the signals really landed inside runs
     proc = _start(scans, run)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
