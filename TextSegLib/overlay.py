@@ -9,7 +9,6 @@ is the captioned three-panel figure of ``textseg demo``.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -111,17 +110,9 @@ def write_png(rgb: np.ndarray, path: str | os.PathLike) -> Path:
     """Write an RGB array as PNG atomically (temporary name, then rename)."""
     from matplotlib import image as mpimg
 
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".textseg-", suffix=".png", dir=p.parent)
-    os.close(fd)
-    try:
-        mpimg.imsave(tmp, rgb, format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+    from .io.volumes import write_atomically
+
+    return write_atomically(path, lambda tmp: mpimg.imsave(tmp, rgb, format="png"), ".png")
 
 
 def write_thumbnails(volume, masks: Mapping[str, np.ndarray], colors: Mapping[str, Sequence[float]],

@@ -22,7 +22,6 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Sequence
 
-import numpy as np
 
 from TextSegLib.engine.base import Engine, EngineResult
 from TextSegLib.errors import GeometryError, InputFileError, TextSegError

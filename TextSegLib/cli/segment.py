@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -63,10 +62,9 @@ def write_stats(rows, path: Path, overwrite: bool) -> Path:
         w.writeheader()
         w.writerows(flat)
         text = buf.getvalue()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from ..io.volumes import write_atomically
+
+    return write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), path.suffix)
 
 
 @click.command("segment")

@@ -31,7 +31,6 @@ keys ``model``, ``weights_sha256``; ``segment.meta`` keys ``prompt``,
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -39,10 +38,10 @@ from urllib.parse import quote
 
 import numpy as np
 
-from ..errors import InputFileError, OutputPathError, TextSegError
+from ..errors import InputFileError, TextSegError
 from ..segmentation import Code, Segment, Segmentation
 from .dicom_planes import Plane, plane_on_grid
-from .volumes import atomic_replace, check_output_path
+from .volumes import check_output_path, write_atomically
 
 #: Private coding scheme for segments that no coded concept describes.
 PRIVATE_SCHEME = "99TEXTSEG"
@@ -291,15 +290,6 @@ def write_dicom_seg(segmentation: Segmentation, source, path: str | os.PathLike,
         item.CodingSchemeName = "TextSeg private codes for uncoded structures"
         item.CodingSchemeResponsibleOrganization = "TextSeg project"
         ds.CodingSchemeIdentificationSequence = [item]
-    fd, tmp = tempfile.mkstemp(prefix=".textseg-", suffix=".dcm", dir=p.parent)
-    os.close(fd)
-    try:
-        ds.save_as(tmp, enforce_file_format=True)
-        atomic_replace(tmp, p)
-    except OSError as exc:
-        raise OutputPathError(f"{p}: writing failed ({exc.strerror or exc}).", "Check free disk space and permissions.") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(p, lambda tmp: ds.save_as(tmp, enforce_file_format=True), ".dcm")
     return SegWriteReport(p, seg_type, sub.names, int(ds.NumberOfFrames), empty,
                           str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))

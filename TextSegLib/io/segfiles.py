@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import numpy as np
 from ..errors import InputFileError, OutputPathError
 from ..segmentation import Geometry, Segment, Segmentation, parse_terminology
 from ..volume import Volume
-from .volumes import atomic_replace, check_output_path, extension, write_volume
+from .volumes import check_output_path, extension, write_atomically, write_volume
 
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 CONCEPT_TAG = "TextSeg.ConceptID"
@@ -64,17 +63,7 @@ def write_seg_nrrd(segmentation: Segmentation, path: str | os.PathLike, overwrit
         "referenceImageExtentOffset": [0, 0, 0],
         "segments": [_segment_dict(s, n, li, lv) for n, (s, (li, lv)) in enumerate(zip(segmentation, where))],
     }
-    fd, tmp = tempfile.mkstemp(prefix=".textseg-", suffix=".seg.nrrd", dir=p.parent)
-    os.close(fd)
-    try:
-        slicerio.write_segmentation(tmp, data, compression_level=6)
-        atomic_replace(tmp, p)
-    except OSError as exc:
-        raise OutputPathError(f"{p}: writing failed ({exc.strerror or exc}).", "Check free disk space and permissions.") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+    return write_atomically(p, lambda tmp: slicerio.write_segmentation(tmp, data, compression_level=6), ".seg.nrrd")
 
 
 def read_seg_nrrd(path: str | os.PathLike) -> Segmentation:

@@ -12,6 +12,7 @@ import struct
 import tempfile
 import zlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
@@ -350,6 +351,30 @@ def atomic_replace(tmp: str | os.PathLike, target: Path) -> None:
     os.replace(tmp, target)
 
 
+def write_atomically(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> Path:
+    """Have ``write(tmp)`` fill a hidden temporary file beside ``path``, flush it to disk, then
+    rename it onto ``path``: readers see the old file or the whole new one, never a part, and a
+    failed write leaves nothing behind. An ``OSError`` becomes a one-line :class:`OutputPathError`."""
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".textseg-", suffix=suffix or "".join(p.suffixes[-2:]), dir=p.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        atomic_replace(tmp, p)
+    except OSError as exc:
+        raise OutputPathError(f"{p}: writing failed ({exc.strerror or exc}).",
+                              "Check free disk space and permissions.") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
+
+
 def write_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write a volume as NIfTI (.nii/.nii.gz), NRRD (.nrrd) or MetaImage (.mha).
 
@@ -364,16 +389,13 @@ def write_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = Fals
         array = array.astype(np.float32)
     img = to_sitk(volume.with_array(array))
     ext = extension(p)
-    fd, tmp = tempfile.mkstemp(prefix=".textseg-", suffix=ext, dir=p.parent)
-    os.close(fd)
-    try:
-        with quiet_itk():
-            sitk.WriteImage(img, tmp, ext in (".nii.gz", ".nrrd", ".mha"))
-        atomic_replace(tmp, p)
-    except RuntimeError as exc:
-        raise OutputPathError(f"{p}: writing failed ({itk_reason(exc)}).",
-                              "Check free disk space and permissions.") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+
+    def write(tmp: str) -> None:
+        try:
+            with quiet_itk():
+                sitk.WriteImage(img, tmp, ext in (".nii.gz", ".nrrd", ".mha"))
+        except RuntimeError as exc:
+            raise OutputPathError(f"{p}: writing failed ({itk_reason(exc)}).",
+                                  "Check free disk space and permissions.") from None
+
+    return write_atomically(p, write, ext)

@@ -13,7 +13,7 @@ colour from ``concept``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from ..errors import TerminologyError
 from .prompts import split_prompts
