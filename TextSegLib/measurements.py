@@ -127,7 +127,8 @@ def format_table(rows: Sequence[Measurement], intensity_unit: str = "") -> list[
     lines = [f"  {'structure':<{w}}  {'volume':>10}  {'voxels':>10}  intensity mean ± std [min, max]"]
     for r in rows:
         if not r.found:
-            why = f" ({r.reason})" if r.reason else ""
+            reason = r.reason[len(r.name) + 2:] if r.reason.startswith(f"{r.name}: ") else r.reason
+            why = f" ({reason})" if reason else ""
             lines.append(f"  {r.name:<{w}}  {'not found':>10}{why}")
             continue
         inten = "" if r.mean is None else f"{r.mean:.1f} ± {r.std:.1f} [{r.min:.0f}, {r.max:.0f}]{unit}"
