@@ -85,7 +85,7 @@ def _auth(user: str, secret: str) -> dict[str, str | None]:
     return {"token": secret or None, "user": None}
 
 
-def test_pacs_connection(url: str, user: str = "", secret: str = "") -> tuple[bool, str]:
+def check_connection(url: str, user: str = "", secret: str = "") -> tuple[bool, str]:
     """One QIDO-RS query; ``(True, 'Connected to ...')`` or ``(False, one-line error)``."""
     try:
         client = client_for(url, user, secret)
@@ -94,7 +94,8 @@ def test_pacs_connection(url: str, user: str = "", secret: str = "") -> tuple[bo
         return False, one_line(str(exc), secret)
     except Exception as exc:  # noqa: BLE001 - shown as one line
         return False, one_line(f"{url}: connection test failed ({type(exc).__name__}).", secret)
-    auth = "bearer token" if (secret and not user) else (f"user {user}" if user else "no credentials")
+    cfg = client.settings
+    auth = "bearer token" if cfg.token else (f"user {cfg.username}" if cfg.username else "no credentials")
     found = "has studies" if studies else "has no studies yet"
     return True, f"Connected to {client.settings.url} (DICOMweb QIDO-RS answered, {auth}; the server {found})."
 

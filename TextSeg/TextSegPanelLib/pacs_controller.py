@@ -93,7 +93,7 @@ class PacsController:
             self._report("Enter the DICOMweb server URL first.")
             return
         self._save()
-        self._start("test", lambda: pacs_upload.test_pacs_connection(url, user, secret), f"Connecting to {url} ...")
+        self._start("test", lambda: pacs_upload.check_connection(url, user, secret), f"Connecting to {url} ...")
 
     def send(self) -> None:
         """Send to PACS: consent (once per server), then write the DICOM SEG and STOW it."""
