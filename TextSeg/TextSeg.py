@@ -159,6 +159,8 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
         self.controller.default_python = _slicer_python()
         self.ui.inputVolumeSelector.currentNodeChanged.connect(self.controller.volume_changed)
+        self.controller.pacs.ask_consent = self._askPacsConsent
+        self.ui.outputSegmentationSelector.currentNodeChanged.connect(self.controller.pacs.refresh)
         slicer.app.aboutToQuit.connect(self.logic.shutdown)  # the engine process ends with Slicer
         layout = slicer.app.layoutManager()
         if layout is not None:  # views created later (a new layout) get the shortcuts too
@@ -247,6 +249,19 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         box = qt.QMessageBox(slicer.util.mainWindow())
         box.setWindowTitle("Send image to server?")
         box.setText(f"The selected volume will be uploaded to {url} for segmentation. Continue?")
+        box.setStandardButtons(qt.QMessageBox.Yes | qt.QMessageBox.No)
+        remember = qt.QCheckBox("Don't ask again for this server")
+        box.setCheckBox(remember)
+        allowed = box.exec_() == qt.QMessageBox.Yes
+        return allowed, bool(remember.checked)
+
+    def _askPacsConsent(self, url: str) -> tuple[bool, bool]:
+        import qt
+
+        box = qt.QMessageBox(slicer.util.mainWindow())
+        box.setWindowTitle("Send segmentation to PACS?")
+        box.setText(f"The segmentation will be stored on {url} as a DICOM SEG carrying the patient and study "
+                    "identifiers of its source series. Continue?")
         box.setStandardButtons(qt.QMessageBox.Yes | qt.QMessageBox.No)
         remember = qt.QCheckBox("Don't ask again for this server")
         box.setCheckBox(remember)

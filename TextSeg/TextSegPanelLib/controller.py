@@ -21,6 +21,7 @@ from TextSegLogicLib.logic import TextSegLogic
 from TextSegLogicLib.settings import AskConsent, TextSegSettings, ensure_upload_consent
 
 from . import qt_compat as qc
+from .pacs_controller import PacsController
 from .panel import TextSegPanel
 
 POLL_MS = 100
@@ -94,6 +95,7 @@ class TextSegController:
         if refine_ok and (place is None or refine_inputs is None):
             refine_ok, reason = False, "Placing points and boxes needs Slicer's markups (run inside 3D Slicer)."
         panel.set_refinement_available(refine_ok, reason)
+        self.pacs = PacsController(panel, logic, volume_node, segmentation_node, self.settings.store)  # Send to PACS
         self.volume_changed()
 
     # -- inputs ---------------------------------------------------------------------
@@ -190,6 +192,8 @@ class TextSegController:
     def volume_changed(self, *_: Any) -> None:
         """Selector slot: show the modality guessed for the new volume."""
         node = self.volume_node()
+        if hasattr(self, "pacs"):
+            self.pacs.refresh()
         if node is None:
             self.panel.show_modality_guess("", "")
             return
@@ -229,6 +233,7 @@ class TextSegController:
         self.panel.set_running(False)
         self.panel.undo_button.setEnabled(False)
         self.panel.export_button.setEnabled(False)
+        self.pacs.refresh()
         self.panel.set_refine_segments([])
         self.panel.show_results([])
         self.panel.status_label.setText("Ready.")
@@ -290,6 +295,7 @@ class TextSegController:
         self.panel.show_results(job.measurements)
         self.panel.undo_button.setEnabled(True)
         self.panel.export_button.setEnabled(True)
+        self.pacs.refresh()
         self.panel.set_refine_segments(
             [(segmentation.GetSegment(sid).GetName(), sid) for sid in job.imported_segment_ids if segmentation.GetSegment(sid)]
         )
@@ -320,6 +326,9 @@ class TextSegController:
         if path.lower().endswith(".dcm"):
             self._export_dicom_seg(node, path)
             return
+        if path.lower().endswith((".nii", ".nii.gz")):
+            self._export_nifti(node, path)
+            return
         if not path.endswith(".seg.nrrd"):
             path = path.rsplit(".", 1)[0] + ".seg.nrrd" if path.endswith((".nrrd", ".seg")) else path + ".seg.nrrd"
         try:
@@ -339,6 +348,22 @@ class TextSegController:
             return
         empty = f"; not found, left out: {', '.join(report.empty_segments)}" if report.empty_segments else ""
         self.panel.status_label.setText(f"Saved DICOM SEG {path} ({len(report.segments)} segment(s){empty})")
+
+    def _export_nifti(self, node: Any, path: str) -> None:
+        """NIfTI label map(s) + ``<name>_labels.csv`` (TextSegLib.io.write_nifti_labels; never overwrites)."""
+        from TextSegLib.io import write_nifti_labels
+        from TextSegLogicLib.dicom_export import segmentation_from_node
+
+        volume = self.volume_node()
+        if volume is None:
+            self.panel.status_label.setText("Select the volume the segmentation belongs to, then export again.")
+            return
+        try:
+            written = write_nifti_labels(segmentation_from_node(self.logic, volume, node), path)
+        except TextSegError as exc:
+            self.panel.status_label.setText(str(exc))
+            return
+        self.panel.status_label.setText(f"Saved {', '.join(str(p) for p in written)}")
 
     def undo(self) -> None:
         node = self.segmentation_node()

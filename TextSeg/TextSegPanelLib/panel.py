@@ -15,6 +15,7 @@ from TextSegLogicLib.prompts import parse_prompts
 
 from . import qt_compat as qc
 from .qt_compat import QtGui, QtWidgets
+from .pacs_panel import build_pacs_settings, build_send_button
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 MODALITIES = (("Auto", ""), ("CT", "ct"), ("MRI", "mri"), ("PET", "pet"))
@@ -159,15 +160,17 @@ class TextSegPanel(QtWidgets.QWidget):
         self.export_button = QtWidgets.QPushButton("Export...")
         self.export_button.setObjectName("exportButton")
         self.export_button.setEnabled(False)
-        self.export_button.setToolTip("Save the segmentation as .seg.nrrd or DICOM SEG (available after a run).")
+        self.export_button.setToolTip("Save the segmentation as .seg.nrrd, NIfTI + labels.csv or DICOM SEG (available after a run).")
         self.export_button.clicked.connect(self._on_export)
         for b in (self.show3d_button, self.undo_button, self.export_button):
             row.addWidget(b)
+        build_send_button(self, row)  # "Send to PACS" (pacs_panel.py)
         form.addRow(row)
         layout.addWidget(box)
 
         self._build_refinement(layout)
         self._build_settings(layout)
+        build_pacs_settings(self, layout)  # "PACS (DICOMweb)" settings (pacs_panel.py)
         layout.addStretch(1)
 
         self.run_shortcut = qc.QShortcut(qc.QKeySequence("Ctrl+Return"), self)
@@ -338,7 +341,7 @@ class TextSegPanel(QtWidgets.QWidget):
         self.status_label.setText(message)
 
     def _on_export(self) -> None:
-        path = qc.save_file_name(self, "Save segmentation", "Segmentation (*.seg.nrrd);;DICOM SEG (*.dcm)")
+        path = qc.save_file_name(self, "Save segmentation", "Segmentation (*.seg.nrrd);;NIfTI + labels.csv (*.nii.gz);;DICOM SEG (*.dcm)")
         if path and self.on_export:
             self.on_export(str(path))
 
