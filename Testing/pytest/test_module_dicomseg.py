@@ -97,3 +97,41 @@ def test_export_button_writes_dicom_seg_for_a_dcm_name(tmp_path, monkeypatch):
     ctrl.export(str(tmp_path / "other.dcm"))
     assert "was not loaded from DICOM" in qc.text(panel.status_label)
     panel.deleteLater()
+
+
+def test_import_textseg_dicom_seg_keeps_terminology(tmp_path):
+    """A TextSeg DICOM SEG loaded into the scene: names, codes (laterality), colours, prompt, and
+    voxel-exact masks on the scan it was made on; without the scan, on the SEG's own frames."""
+    from TextSegLib.io import write_dicom_seg
+    from TextSegLib.segmentation import Segment, Segmentation
+    from TextSegLogicLib.dicom_export import import_dicom_seg
+
+    env = make_scene()
+    folder = build_series(tmp_path / "series", "axial")
+    volume = read_volume(folder)
+    kidney = np.zeros(volume.shape, bool)
+    kidney[320:360, 200:240, 5:9] = True
+    liver = np.zeros(volume.shape, bool)
+    liver[150:260, 180:300, 3:15] = True
+    liver_term = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure~"
+                  "SCT^10200004^Liver~^^~Anatomic codes - DICOM master list~^^~^^")
+    seg = Segmentation(volume, [
+        Segment("Left kidney", kidney, terminology=KIDNEY, color=(0.7, 0.4, 0.3), meta={"prompt": "lt kidn"}),
+        Segment("Liver", liver, terminology=liver_term, color=(0.87, 0.51, 0.41), meta={"prompt": "liver"})])
+    out = write_dicom_seg(seg, volume, tmp_path / "ts.dcm").path
+    node = env.load_volume(write_volume(volume, tmp_path / "ct.nrrd"))
+    logic = TextSegLogic(**env.logics())
+    seg_node = import_dicom_seg(logic, str(out), node)
+    s = seg_node.GetSegmentation()
+    assert [s.GetNthSegment(i).GetName() for i in range(s.GetNumberOfSegments())] == ["Left kidney", "Liver"]
+    k = s.GetSegment(s.GetSegmentIdBySegmentName("Left kidney"))
+    tag = k.GetTerminologyEntryTagName() if hasattr(k, "GetTerminologyEntryTagName") else "TerminologyEntry"
+    entry = mrml_io.segment_tag(k, tag)
+    assert entry.split("~")[2:4] == ["SCT^64033007^Kidney", "SCT^7771000^Left"]
+    assert np.allclose(k.GetColor(), (0.7, 0.4, 0.3), atol=2 / 255)
+    assert mrml_io.segment_tag(k, TAG_PROMPT) == "lt kidn"
+    back = mrml_io.segment_array_ijk(logic.segmentations_logic, seg_node, s.GetSegmentIdBySegmentName("Liver"),
+                                     logic.volume(node))
+    assert np.array_equal(back, liver)
+    alone = import_dicom_seg(logic, str(out))  # no scan: the SEG's own frames
+    assert alone.GetSegmentation().GetNumberOfSegments() == 2 and alone.GetID() != seg_node.GetID()

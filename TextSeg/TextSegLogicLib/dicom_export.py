@@ -78,3 +78,35 @@ def send_to_pacs(path: str, url: str, token: str | None = None, user: str | None
     from TextSegLib.pacs import PacsClient, resolve_settings
 
     return PacsClient(resolve_settings(url, token=token, user=user)).push([path])
+
+
+def import_dicom_seg(logic: Any, path: str, volume_node: Any = None, name: str | None = None) -> Any:
+    """Load a DICOM SEG (TextSeg's or any BINARY / LABELMAP SEG highdicom reads) as a new segmentation
+    node: one segment per SEG segment with its name, terminology (codes, laterality, anatomic
+    region) and recommended colour, and the prompt / algorithm type as segment tags. With
+    ``volume_node`` (the scan it was made on) the masks land voxel-exact on that grid, under its
+    transform and study; else on the grid the SEG's own frames span."""
+    from pathlib import Path
+
+    from TextSegLib.io import read_segmentation
+
+    reference = logic.volume(volume_node, "") if volume_node is not None else None
+    seg = read_segmentation(path, reference=reference)
+    if volume_node is not None:
+        node = logic.output_segmentation(volume_node)  # reference geometry, transform, subject hierarchy
+        node.SetName(name or f"{Path(path).stem} (DICOM SEG)")
+    else:
+        node = logic.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or f"{Path(path).stem} (DICOM SEG)")
+        node.CreateDefaultDisplayNodes()
+    for s in seg:
+        sid, _ = mrml_io.put_segment(node, None, s.name, s.mask, seg.ijk_to_ras)
+        segment = node.GetSegmentation().GetSegment(sid)
+        if s.terminology:
+            mrml_io.set_terminology(segment, s.terminology)
+        if s.color is not None:
+            segment.SetColor(*s.color)
+        if s.meta.get("prompt"):
+            segment.SetTag(TAG_PROMPT, str(s.meta["prompt"]))
+        if s.meta.get("algorithm_type"):
+            segment.SetTag("TextSeg.AlgorithmType", str(s.meta["algorithm_type"]))
+    return node
