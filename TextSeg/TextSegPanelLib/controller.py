@@ -95,6 +95,13 @@ class TextSegController:
             refine_ok, reason = False, "Placing points and boxes needs Slicer's markups (run inside 3D Slicer)."
         panel.set_refinement_available(refine_ok, reason)
         self.volume_changed()
+        self._setup_batch()
+
+    def _setup_batch(self) -> None:
+        """The Batch section's controller (:mod:`.batch_controller`): ``self.batch``."""
+        from .batch_controller import BatchController
+
+        self.batch = BatchController(self)
 
     # -- inputs ---------------------------------------------------------------------
     def modality(self) -> str:
