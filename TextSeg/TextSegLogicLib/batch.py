@@ -139,8 +139,12 @@ def start(source: str, run_dir: str, prompts: Sequence[str], model: str, *, mode
 
 
 def progress(run_dir: str) -> BatchProgress:
-    """The run's progress from its folder (works for a batch started by an earlier session)."""
-    p = read_progress(Path(run_dir).expanduser())
+    """The run's progress from its folder (works for a batch started by an earlier session);
+    ``not started`` for a folder no batch has written to yet."""
+    run = Path(run_dir).expanduser()
+    p = read_progress(run)
+    if p["state"] == "stopped" and not (run / "status.json").is_file():
+        p["state"] = "not started"  # an empty folder, or a batch still starting
     return BatchProgress(state=p["state"], done=p["done"], failed=p["failed"], running=p["running"],
                          total=p["total"], eta_s=p["eta_s"], pid=p["pid"], report=p["report"])
 

@@ -44,6 +44,7 @@ class BatchController:
         self.last_error: BaseException | None = None
         self.last_progress: batch.BatchProgress | None = None
         self.pid: int | None = None  # the batch this session started, until it has ended
+        self._cases_key: tuple = ()
         self.extra_args: tuple[str, ...] = ()  # more ``textseg batch`` options (tests: --threads 1)
         self.timer = qc.QtCore.QTimer(main.panel)
         self.timer.setInterval(POLL_MS)
@@ -91,7 +92,7 @@ class BatchController:
             self.section.show_cases([])
             return
         self.poll(run_dir)
-        if self.last_progress is not None and not self.last_progress.finished:
+        if self.last_progress is not None and self.last_progress.pid is not None:
             self.timer.start()
 
     def poll(self, run_dir: str | None = None) -> batch.BatchProgress | None:
@@ -102,13 +103,17 @@ class BatchController:
             return None
         p = batch.progress(run)
         self.last_progress = p
-        starting = p.pid is None and self.pid is not None and _alive(self.pid)
-        if starting:
+        ours = self.pid is not None and p.pid is None and _alive(self.pid)
+        if ours and p.state in ("not started", "stopped"):
             p.state = "starting"  # our process has not taken the folder's lock yet
+        active = p.pid is not None or ours
         self.section.show_progress(p.line(), p.report is not None)
-        self.section.set_running(not p.finished or starting)
-        self.section.show_cases(batch.list_cases(run))
-        if p.finished and not starting:
+        self.section.set_running(active)
+        key = (run, p.state, p.done, p.failed, p.running)
+        if key != self._cases_key:  # the manifest is re-read only when the counts change
+            self._cases_key = key
+            self.section.show_cases(batch.list_cases(run))
+        if not active:
             self.timer.stop()
             self.pid = None
         return p
