@@ -205,3 +205,30 @@ def test_bad_prompt_fails_before_a_process_starts(app, tmp_path, monkeypatch):
     assert started == []
     panel.close()
     panel.deleteLater()
+
+
+def test_stop_ends_the_batch_after_the_current_case_and_a_restart_resumes(app, run, tmp_path):
+    from TextSegLogicLib.batch import progress
+
+    env, panel, logic, ctrl, _ = _wired(app, {})
+    panel.prompt_edit.setPlainText(PROMPTS)
+    panel.modality_combo.setCurrentIndex(panel.modality_combo.findData("ct"))
+    section = panel.batch_section
+    section.input_edit.setText(str(run["scans"]))
+    section.run_combo.setEditText(str(tmp_path / "run"))
+    section.start_button.click()
+    assert ctrl.batch.pid, ctrl.batch.last_error
+    assert _pump(app, ctrl, lambda: progress(str(tmp_path / "run")).pid is not None, 60)
+    section.stop_button.click()
+    assert qc.text(section.progress_label).startswith("Stopping")
+    assert _pump(app, ctrl, lambda: not ctrl.batch.timer.isActive(), 60)
+    p = ctrl.batch.last_progress
+    assert p.state == "interrupted" and p.done + p.failed < 2, p
+    assert qc.is_enabled(section.start_button) and not qc.is_enabled(section.stop_button)
+    section.start_button.click()  # Start again resumes the run
+    assert _pump(app, ctrl, lambda: not ctrl.batch.timer.isActive(), 90)
+    assert (ctrl.batch.last_progress.state, ctrl.batch.last_progress.done) == ("finished", 2)
+    assert ctrl.batch.load(str(tmp_path / "run"), "no_such_case") is None  # an unknown case is named
+    assert "no case 'no_such_case'" in qc.text(section.progress_label)
+    panel.close()
+    panel.deleteLater()
