@@ -158,7 +158,8 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             refine_inputs=self._refineInputs,
         )
         self.controller.default_python = _slicer_python()
-        self.controller.batch.on_loaded = self._onBatchCaseLoaded
+        if self.controller.batch is not None:
+            self.controller.batch.on_loaded = self._onBatchCaseLoaded
         self.ui.inputVolumeSelector.currentNodeChanged.connect(self.controller.volume_changed)
         slicer.app.aboutToQuit.connect(self.logic.shutdown)  # the engine process ends with Slicer
         layout = slicer.app.layoutManager()
@@ -194,7 +195,8 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._setRefineShortcuts(False)
         if self.controller.job is not None:
             self.controller.job.cancel()
-        self.controller.batch.close()  # stops watching only: the batch process runs on
+        if self.controller.batch is not None:
+            self.controller.batch.close()  # stops watching only: the batch process runs on
         self.logic.shutdown()
 
     def onSceneStartClose(self, caller: Any, event: Any) -> None:
