@@ -158,6 +158,8 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             refine_inputs=self._refineInputs,
         )
         self.controller.default_python = _slicer_python()
+        if self.controller.batch is not None:
+            self.controller.batch.on_loaded = self._onBatchCaseLoaded
         self.ui.inputVolumeSelector.currentNodeChanged.connect(self.controller.volume_changed)
         self.controller.pacs.ask_consent = self._askPacsConsent
         self.ui.outputSegmentationSelector.currentNodeChanged.connect(self.controller.pacs.refresh)
@@ -195,6 +197,8 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._setRefineShortcuts(False)
         if self.controller.job is not None:
             self.controller.job.cancel()
+        if self.controller.batch is not None:
+            self.controller.batch.close()  # stops watching only: the batch process runs on
         self.logic.shutdown()
 
     def onSceneStartClose(self, caller: Any, event: Any) -> None:
@@ -241,6 +245,12 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p.model = qc.current_data(self.panel.model_combo)
         p.modality = qc.current_data(self.panel.modality_combo) or ""
         p.device = qc.current_data(self.panel.device_combo)
+
+    def _onBatchCaseLoaded(self, volume: Any, segmentation: Any) -> None:
+        """A batch case was loaded: make it the module's input and output, and show it."""
+        self.ui.inputVolumeSelector.setCurrentNode(volume)
+        self.ui.outputSegmentationSelector.setCurrentNode(segmentation)
+        slicer.util.setSliceViewerLayers(background=volume, fit=True)
 
     # -- Slicer-only services given to the controller ----------------------------------
     def _askUploadConsent(self, url: str) -> tuple[bool, bool]:

@@ -97,6 +97,19 @@ class TextSegController:
         panel.set_refinement_available(refine_ok, reason)
         self.pacs = PacsController(panel, logic, volume_node, segmentation_node, self.settings.store)  # Send to PACS
         self.volume_changed()
+        self._setup_batch()
+
+    def _setup_batch(self) -> None:
+        """The Batch section's controller (:mod:`.batch_controller`): ``self.batch`` (None where the
+        cohort runner cannot be imported, e.g. no ``fcntl`` on Windows; the section is then disabled)."""
+        try:
+            from .batch_controller import BatchController
+        except ImportError as exc:
+            self.batch = None
+            self.panel.batch_section.setEnabled(False)
+            self.panel.batch_section.setToolTip(f"Batch runs are not available in this build ({exc}).")
+            return
+        self.batch = BatchController(self)
 
     # -- inputs ---------------------------------------------------------------------
     def modality(self) -> str:

@@ -169,6 +169,7 @@ class TextSegPanel(QtWidgets.QWidget):
         layout.addWidget(box)
 
         self._build_refinement(layout)
+        self._build_batch(layout)
         self._build_settings(layout)
         build_pacs_settings(self, layout)  # "PACS (DICOMweb)" settings (pacs_panel.py)
         layout.addStretch(1)
@@ -215,6 +216,13 @@ class TextSegPanel(QtWidgets.QWidget):
         form.addRow(self.refine_live_check)
         layout.addWidget(box)
         self.set_refinement_available(False, "Point/box refinement needs TextSegLib.refine and Slicer's markups.")
+
+    def _build_batch(self, layout: Any) -> None:
+        """The collapsible Batch section (:mod:`.batch_section`; driven by the batch controller)."""
+        from .batch_section import BatchSection
+
+        self.batch_section = BatchSection()
+        layout.addWidget(self.batch_section)
 
     def _on_place_toggled(self, kind: str, on: bool) -> None:
         """One placement mode at a time; tell the controller which."""
