@@ -196,14 +196,14 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._setRefineLive(None, False)
         self._setRefineShortcuts(False)
         if self.controller.job is not None:
-            self.controller.job.cancel()
+            self.controller.job.request_cancel()
         if self.controller.batch is not None:
             self.controller.batch.close()  # stops watching only: the batch process runs on
         self.logic.shutdown()
 
     def onSceneStartClose(self, caller: Any, event: Any) -> None:
         if self.controller.job is not None:
-            self.controller.job.cancel()  # its result would refer to nodes that are going away
+            self.controller.job.request_cancel()  # its result would refer to nodes that are going away
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller: Any, event: Any) -> None:

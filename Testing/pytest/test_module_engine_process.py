@@ -65,7 +65,7 @@ def bundled_logic(env):
 def _run(logic, node, hosted: bool) -> tuple[float, object]:
     job = logic.start(node, "liver", modality="ct")
     if hosted:
-        seconds, ticks, done = run_host(job.poll, lambda: job.done, timeout_s=600)
+        seconds, ticks, done = run_host(job.poll, lambda: job.is_final, timeout_s=600)
         assert done, f"no result after {seconds:.0f} s under the GIL-holding host"
     else:
         t0 = time.perf_counter()

@@ -118,11 +118,11 @@ def test_cancel_stops_within_one_tile(env, ct):
     logic = TextSegLogic(**env.logics(), engine=engine)
     n_before = env.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
     job = logic.start(ct, ["left lung"])
-    assert job.snapshot().status == "running"
-    job.cancel()
+    assert job.view().status == "running"
+    job.request_cancel()
     gate.set()
     assert job.wait(10)
-    state = job.snapshot()
+    state = job.view()
     assert state.status == "cancelled"
     assert engine.tiles_run <= 1  # 17 tiles in all
     with pytest.raises(CancelledError):
@@ -133,11 +133,11 @@ def test_cancel_stops_within_one_tile(env, ct):
 def test_threaded_job_reports_progress_and_finishes(env, ct, logic):
     job = logic.start(ct, "right lung")
     assert job.wait(30)
-    state = job.snapshot()
-    assert (state.status, state.stage, state.done, state.total) == ("done", "tiles", 9, 9)
+    state = job.view()
+    assert (state.status, state.stage, state.done, state.total) == ("done", "done", 9, 9)  # tiles 9 of 9 reported
     seg_node = logic.finish(job)
     assert [s.GetName() for s in segments(seg_node).values()] == ["Right lung"]
-    assert job.timings["import_"] < 5
+    assert job.stage_s["import_"] < 5
 
 
 def test_ready_for_dicom_export(env, ct, logic):

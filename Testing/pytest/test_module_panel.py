@@ -131,7 +131,7 @@ def wired(panel):
 
 def wait_job(app, ctrl, timeout=20.0):
     t0 = time.time()
-    while ctrl.job is not None and not ctrl.job.done and time.time() - t0 < timeout:
+    while ctrl.job is not None and not ctrl.job.is_final and time.time() - t0 < timeout:
         ctrl.job.wait(0.05)
     ctrl.poll()
     app.processEvents()

@@ -4,7 +4,7 @@ Takes the MRML scene and module logics as arguments (defaults: the running
 Slicer application's), so it works in Slicer, in its Python console, and on
 PyPI ``slicer-core`` in tests. Everything runs on the main thread: inference
 runs in the engine process (:mod:`.engine_process`) or on a remote server, and
-a :class:`~.job.Job` is advanced by short polls (``job.poll()`` from a timer).
+a :class:`~.job.SceneJob` is advanced by short polls (``job.poll()`` from a timer).
 An engine object given to the logic (scripts, tests) runs in this interpreter.
 
 Prompts are resolved once through TextSegLib's prompt path (:mod:`.prompts`);
@@ -30,7 +30,7 @@ from TextSegLib.volume import Volume
 from . import engines, mrml_io
 from .engine_process import EngineConfig, EngineProcess
 from .history import SegmentationHistory
-from .job import InlineRunner, Job, ProcessRunner
+from .job import InlineRunner, ProcessRunner, SceneJob
 from .mrml_io import TAG_CREATED_BY, TAG_DIGEST, TAG_NAME, TAG_PROMPT
 from .mrml_io import segment_tag as _tag
 from .prompts import ResolvedPrompt, colors_for, parse_prompts, resolve_for
@@ -215,7 +215,7 @@ class TextSegLogic:
         modality: str | None = None,
         roi_ras: Any = None,
         threaded: bool = True,
-    ) -> Job:
+    ) -> SceneJob:
         """Resolve the prompts and start a job; advance it with ``job.poll()``, then :meth:`finish`.
 
         ``threaded`` only matters for an in-process engine (``engine=`` / ``set_engine``)."""
@@ -230,18 +230,18 @@ class TextSegLogic:
         else:
             process = self._engine_process()
             runner = ProcessRunner(self._connect_process, name=process.config.model, health=lambda: process.check(grace_s=2.0))
-        job = Job(volume=volume, prompts=resolved, volume_node_id=volume_node.GetID(),
+        job = SceneJob(volume, resolved, volume_node_id=volume_node.GetID(),
                   segmentation_node_id=segmentation_node.GetID() if segmentation_node is not None else None,
                   runner=runner, roi_ras=roi_ras, scene_generation=self.scene_generation)
         if threaded or isinstance(runner, ProcessRunner):
             job.poll()  # starts the worker thread / the engine process at once
         return job
 
-    def finish(self, job: Job) -> Any:
-        """On the main thread, after ``job.done``: import masks; returns the segmentation node.
+    def finish(self, job: SceneJob) -> Any:
+        """On the main thread, after the job ended (``job.is_final``): import masks; returns the segmentation node.
 
         Re-raises the job's error (a :class:`CancelledError` when cancelled)."""
-        if not job.done:
+        if not job.is_final:
             raise TextSegError("The segmentation job is still running.", "Wait for it or cancel it first.")
         runner = job.runner
         if self._engine is None and isinstance(runner, InlineRunner) and runner.engine is not None:
@@ -259,8 +259,7 @@ class TextSegLogic:
         seg_node = self.scene.GetNodeByID(job.segmentation_node_id) if job.segmentation_node_id else None
         t0 = time.perf_counter()
         seg_node, ids = self.import_result(volume_node, job.result, job.prompts, seg_node)
-        job.timings = dict(job.result.timings, **job.timings, engine=job.snapshot().elapsed_s,
-                           import_=time.perf_counter() - t0)
+        job.stage_s = dict(job.result.timings, **job.stage_s, engine=job.elapsed_s, import_=time.perf_counter() - t0)
         job.imported_segment_ids = ids
         job.not_found = {p.name: job.result.reasons.get(p.text, "") or "not found"
                          for p in job.prompts if not job.result.is_found(p.text)}
@@ -274,7 +273,7 @@ class TextSegLogic:
         """Blocking: segment and import; returns the segmentation node (for scripts and the console)."""
         job = self.start(volume_node, prompts, segmentation_node, modality, threaded=False)
         if not job.wait(timeout_s):
-            job.cancel()
+            job.request_cancel()
             raise TextSegError(f"The segmentation did not finish within {timeout_s} s.", "Try a smaller ROI.")
         return self.finish(job)
 

@@ -15,7 +15,7 @@ import threading
 from TextSegLib.errors import CancelledError, ModalityError, ModelError, TextSegError
 from TextSegLogicLib import engines
 from TextSegLogicLib.downloads import ModelDownload
-from TextSegLogicLib.job import Job
+from TextSegLogicLib.job import SceneJob
 from TextSegLogicLib.prompts import AmbiguousPromptError, UnknownTermError, resolve_for
 from TextSegLogicLib.logic import TextSegLogic
 from TextSegLogicLib.settings import AskConsent, TextSegSettings, ensure_upload_consent
@@ -54,7 +54,7 @@ class TextSegController:
         self.test_connection = test_connection
         self.dicom_modality = dicom_modality
         self.refine_inputs = refine_inputs
-        self.job: Job | None = None
+        self.job: SceneJob | None = None
         self._engine_key: str | None = "injected" if logic.loaded_engine is not None else None
         self.last_error: BaseException | None = None
         self.timer = qc.QtCore.QTimer(panel)
@@ -239,8 +239,8 @@ class TextSegController:
 
     def scene_closed(self) -> None:
         """The scene was closed: cancel the run and reset what referred to its nodes."""
-        if self.job is not None and not self.job.done:
-            self.job.cancel()
+        if self.job is not None and not self.job.is_final:
+            self.job.request_cancel()
         self.timer.stop()
         self.job = None
         self.panel.set_running(False)
@@ -252,9 +252,9 @@ class TextSegController:
         self.panel.status_label.setText("Ready.")
 
     # -- actions ---------------------------------------------------------------------
-    def run(self, prompts: list[str]) -> Job | None:
+    def run(self, prompts: list[str]) -> SceneJob | None:
         """Start a job (the Segment button / Ctrl+Enter)."""
-        if self.job is not None and not self.job.done:
+        if self.job is not None and not self.job.is_final:
             return self.job
         self.last_error = None
         try:
@@ -275,7 +275,7 @@ class TextSegController:
 
     def cancel(self) -> None:
         if self.job is not None:
-            self.job.cancel()
+            self.job.request_cancel()
 
     def poll(self) -> None:
         """Timer slot: advance the job one short step; when it ended, import on this (main) thread."""
@@ -284,7 +284,7 @@ class TextSegController:
             self.timer.stop()
             return
         state = job.poll()
-        if state.status == "running":
+        if state.status in ("queued", "running"):
             self.panel.show_progress(state.stage, state.done, state.total, state.elapsed_s)
             return
         self.timer.stop()
@@ -298,7 +298,7 @@ class TextSegController:
             self.panel.show_finished(str(exc), ok=False)
             return
         self.set_segmentation_node(seg)
-        t = job.timings
+        t = job.stage_s
         segmentation = seg.GetSegmentation()
         not_found = "".join(f" {name}: not found ({why})." for name, why in job.not_found.items())
         self.panel.show_finished(

@@ -8,11 +8,15 @@ current stage and ``done``/``total`` from the engine's progress callback, a
 :class:`~TextSegLib.engine.base.EngineResult` and wall-clock timings.
 
 ``job.run(engine)`` runs it on the calling thread; ``job.start(engine)`` on a new
-daemon thread (``job.wait()`` joins it). ``job.snapshot()`` is a JSON-ready dict.
-Every change bumps ``job.version`` and wakes ``job.wait_change(version)``, so a
-GUI timer, an HTTP poll and an event stream all read the same state without
-callbacks into foreign threads. No Qt here: the Slicer module maps its own
-timer onto ``snapshot()``.
+daemon thread (``job.wait()`` joins it). ``job.snapshot()`` is a JSON-ready dict,
+``job.view()`` a small typed copy for a progress bar. Every change bumps
+``job.version`` and wakes ``job.wait_change(version)``, so a GUI timer, an HTTP poll
+and an event stream all read the same state without callbacks into foreign threads.
+
+A job may instead be driven by a *runner*: an object with ``step(job)`` (and
+optionally ``cancel(job)``) that ``job.poll()`` calls once per tick, never blocking
+for long. The Slicer module drives its engine process this way from a Qt timer, so
+no Python thread has to run while PythonQt holds the GIL. No Qt here.
 
 Example::
 
@@ -29,6 +33,7 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..errors import CancelledError, TextSegError
@@ -42,12 +47,33 @@ QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed"
 FINAL_STATES = (DONE, FAILED, CANCELLED)
 
 
+@dataclass(frozen=True)
+class JobView:
+    """What a progress bar shows: a copy, safe to read on any thread."""
+
+    status: str  # one of QUEUED, RUNNING, DONE, FAILED, CANCELLED
+    stage: str = ""
+    done: int = 0
+    total: int = 0
+    elapsed_s: float = 0.0
+    message: str = ""
+
+
+def prompt_key(prompt: Any) -> str:
+    """The key of a prompt's mask in an :class:`EngineResult`: its typed text."""
+    return str(getattr(prompt, "text", prompt))
+
+
 class Job:
     """One ``engine.segment`` call with observable state (thread-safe reads)."""
 
+    #: drop the scan when the job ends (a server keeps many jobs); subclasses that
+    #: measure the result afterwards keep it
+    keep_volume = False
+
     def __init__(self, volume: Volume | None, prompts: Sequence, *, modality: str | None = None,
                  roi_ras: tuple[Sequence[float], Sequence[float]] | None = None, job_id: str | None = None,
-                 owner: str = "", meta: dict[str, Any] | None = None) -> None:
+                 owner: str = "", meta: dict[str, Any] | None = None, runner: Any = None) -> None:
         self.id = job_id or uuid.uuid4().hex
         self.volume = volume
         self.prompts = list(prompts)
@@ -66,6 +92,9 @@ class Job:
         self.started: float | None = None
         self.finished: float | None = None
         self.version = 0
+        #: seconds of named steps, filled by whoever drives the job (upload, import, ...)
+        self.stage_s: dict[str, float] = {}
+        self.runner = runner
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -92,15 +121,45 @@ class Job:
             return self.version
 
     def request_cancel(self) -> bool:
-        """Ask the job to stop. A job not started yet is cancelled at once (returns True)."""
+        """Ask the job to stop. A job not started yet is cancelled at once (returns True).
+
+        A running job stops at the engine's next check; a runner with ``cancel(job)``
+        (an engine in another process) is told as well."""
         self.cancel.cancel()
         with self._cond:
-            if self.state != QUEUED:
+            queued = self.state == QUEUED
+            if not queued:
                 self.version += 1
                 self._cond.notify_all()
-                return False
-        self._finish(CANCELLED, CancelledError("Segmentation cancelled before it started."))
-        return True
+        if queued:
+            self._finish(CANCELLED, CancelledError("Segmentation cancelled before it started."))
+            return True
+        if self.runner is not None and hasattr(self.runner, "cancel") and not self.is_final:
+            try:
+                self.runner.cancel(self)
+            except BaseException as exc:  # reported through the state
+                self.fail(exc)
+        return False
+
+    def succeed(self, result: EngineResult) -> None:
+        """Mark the job done with ``result`` (a runner's end); a result missing a prompt fails it."""
+        try:
+            self._check(result)
+        except TextSegError as exc:
+            self.fail(exc)
+            return
+        self._finish(DONE, result=result)
+
+    def fail(self, error: BaseException) -> None:
+        """Mark the job failed with ``error`` (cancelled when it is a :class:`CancelledError`)."""
+        self._finish(CANCELLED if isinstance(error, CancelledError) else FAILED, error)
+
+    def _check(self, result: EngineResult) -> None:
+        missing = [k for k in map(prompt_key, self.prompts) if k not in result.masks]
+        if missing:
+            engine = result.info.get("engine", "?") if isinstance(result.info, dict) else "?"
+            raise TextSegError(f"Engine {engine!r} returned no mask for {missing}.",
+                               "Report this as a bug of the engine.")
 
     def _finish(self, state: str, error: BaseException | None = None, result: EngineResult | None = None) -> None:
         with self._cond:
@@ -108,7 +167,8 @@ class Job:
                 return
             self.state, self.stage, self.error, self.result = state, state, error, result
             self.finished = time.time()
-            self.volume = None  # the scan is not needed any more
+            if not self.keep_volume:
+                self.volume = None  # the scan is not needed any more
             self.version += 1
             self._cond.notify_all()
 
@@ -118,13 +178,22 @@ class Job:
 
         ``on_result(job, result)`` (optional) runs on this thread before the job is marked
         done, e.g. to pack the result; its ``TextSegError`` fails the job like the engine's."""
+        if self.begin():  # else cancelled while queued, or run twice
+            self.execute(engine, on_result=on_result)
+
+    def begin(self) -> bool:
+        """``queued`` → ``running``; False when the job was not queued any more."""
         with self._cond:
             if self.state != QUEUED:
-                return  # cancelled while queued, or run twice
+                return False
             self.state = self.stage = RUNNING
             self.started = time.time()
             self.version += 1
             self._cond.notify_all()
+            return True
+
+    def execute(self, engine: Engine, *, on_result: Callable[["Job", EngineResult], Any] | None = None) -> None:
+        """The body of :meth:`run` for a job already running (a runner's worker). Never raises."""
         try:
             self.cancel.check()
             if self.volume is None:
@@ -132,6 +201,7 @@ class Job:
             res = engine.segment(self.volume, self.prompts, modality=self.modality, roi_ras=self.roi_ras,
                                  progress=self.progress, cancel=self.cancel)
             self.cancel.check()
+            self._check(res)
             if on_result is not None:
                 self._update(stage="packing")
                 on_result(self, res)
@@ -151,10 +221,31 @@ class Job:
         self._thread.start()
         return self._thread
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the job is final (or ``timeout``); True when final."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self.is_final, timeout)
+    def poll(self) -> JobView:
+        """Advance a runner-driven job by one short step (a GUI timer tick); returns :meth:`view`.
+
+        A runner's error is reported through the state, never raised into the timer."""
+        if self.runner is not None and not self.is_final:
+            self.begin()
+            try:
+                self.runner.step(self)
+            except BaseException as exc:
+                self.fail(exc)
+        return self.view()
+
+    def wait(self, timeout: float | None = None, poll_s: float = 0.05) -> bool:
+        """Block until the job is final (or ``timeout``); True when final.
+
+        A runner-driven job is polled every ``poll_s`` meanwhile (scripts and tests)."""
+        if self.runner is None:
+            with self._cond:
+                return self._cond.wait_for(lambda: self.is_final, timeout)
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll().status not in FINAL_STATES:
+            if end is not None and time.monotonic() > end:
+                return False
+            time.sleep(poll_s)
+        return True
 
     # -- reporting ----------------------------------------------------------------------
     @property
@@ -175,6 +266,16 @@ class Job:
         out["total_s"] = (self.finished or now) - self.created
         return {k: round(v, 3) for k, v in out.items()}
 
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since the job was created, until it ended (or now)."""
+        return (self.finished or time.time()) - self.created
+
+    def view(self) -> JobView:
+        """A typed copy of the state for a progress bar."""
+        with self._cond:
+            return JobView(self.state, self.stage, self.done, self.total, self.elapsed_s, self.error_message)
+
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready view: id, state, stage, done, total, error, timings, meta."""
         with self._cond:
@@ -183,4 +284,4 @@ class Job:
                     "version": self.version, **self.meta}
 
 
-__all__ = ["Job", "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "FINAL_STATES"]
+__all__ = ["Job", "JobView", "prompt_key", "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "FINAL_STATES"]
