@@ -152,6 +152,83 @@ def test_structures_without_probabilities_use_the_anatomy_rules_only():
     assert apply_presence(res, vol, PresenceRules()).is_found("liver")
 
 
+def test_component_the_model_rates_a_rival_higher_on_is_dropped():
+    """A colon loop called "small intestine" while "colon" is more likely there: dropped; the
+    loops where "small intestine" wins are kept; a rival asked only for the check
+    (``rival_probs``) counts like one of the run's own prompts."""
+    vol = trunk_ct()
+    lower = block(vol.shape, (50, 20, 1), (60, 30, 10))  # 900 voxels = 24 mL
+    upper = block(vol.shape, (50, 20, 13), (60, 30, 22))  # apart from ``lower``
+    res = _result({"small intestine": lower | upper})
+    colon = np.zeros(vol.shape, np.float16)
+    colon[upper] = 0.99
+    res.probabilities["small intestine"][upper] = 0.8
+    apply_presence(res, vol, rival_probs={"colon": colon})
+    assert res.is_found("small intestine") and res.masks["small intestine"].sum() == lower.sum()
+    assert any("colon more likely" in d for d in res.info["presence"]["small intestine"]["dropped"])
+
+    both = _result({"duodenum": upper, "small intestine": upper.copy()})
+    both.probabilities["small intestine"][upper] = 0.99
+    both.probabilities["duodenum"][upper] = 0.8
+    apply_presence(both, vol)
+    assert not both.is_found("duodenum") and "small intestine more likely" in both.reasons["duodenum"]
+    assert both.is_found("small intestine")  # its rival the duodenum is less likely there
+
+
+def test_pelvic_and_limb_structures_at_the_liver_level_are_dropped():
+    """A crop inside the abdomen shows no cue of its own; the liver the model outlines there
+    tells the slices are far above the pelvis and the thighs."""
+    vol = trunk_ct()
+    vol.array[block(vol.shape, (75, 28, 0), (90, 42, 8))] = 1000.0  # a thigh bone low in the scan
+    liver = block(vol.shape, (60, 25, 8), (92, 50, 22))  # 32 x 25 voxels = 72 cm² per slice
+    femur = block(vol.shape, (93, 30, 10), (100, 40, 20))  # 700 voxels = 19 mL beside it
+    low = block(vol.shape, (93, 30, 0), (100, 40, 7))  # below the liver's slices
+    res = _result({"right femur": femur | low, "liver": liver})
+    apply_presence(res, vol)
+    assert res.is_found("right femur") and res.masks["right femur"].sum() == low.sum()
+    assert any("slices through the liver" in d for d in res.info["presence"]["right femur"]["dropped"])
+    alone = _result({"right femur": femur})
+    apply_presence(alone, vol, rival_probs={"liver": (liver * 0.9).astype(np.float16)})
+    assert not alone.is_found("right femur") and "slices through the liver" in alone.reasons["right femur"]
+
+
+def test_lumbar_spine_beside_ribs_is_thoracic():
+    """Ribs articulate with thoracic vertebrae: a "lumbar spine" with the model's rib beside it
+    in most slices is not found; one with a rib only near its top slices is kept whole."""
+    vol = trunk_ct()
+    spine = block(vol.shape, (50, 12, 2), (60, 22, 22))  # 10 x 10 voxels (30 mm) x 20 slices = 54 mL
+    rib = np.zeros(vol.shape, np.float16)
+    rib[block(vol.shape, (62, 14, 2), (64, 18, 22))] = 0.9  # 6 mm beside the vertebra, every slice
+    res = _result({"lumbar spine": spine})
+    apply_presence(res, vol, rival_probs={"rib": rib})
+    assert not res.is_found("lumbar spine") and "rib-bearing" in res.reasons["lumbar spine"]
+
+    rib[:, :, 5:] = 0  # the 12th rib beside the top slices only
+    res = _result({"lumbar spine": spine})
+    apply_presence(res, vol, rival_probs={"rib": rib})
+    assert res.is_found("lumbar spine") and res.masks["lumbar spine"].sum() == spine.sum()
+
+
+def test_engine_asks_rivals_in_the_same_pass_and_returns_only_the_prompts():
+    from TextSegLib.engine.presence import rival_names
+    from TextSegLib.engine.sat_engine import SATEngine
+
+    si, femur, liver = resolve_prompts(["small bowel", "right femur", "liver"], modality="ct")
+    assert rival_names(si) == ("colon", "duodenum", "stomach")
+    assert rival_names(femur) == ("liver",) and rival_names(liver) == ()
+
+    class Vocab(SATEngine):
+        def __init__(self):  # only what _rival_terms reads
+            self._vocabulary = {"ct": ["small intestine", "colon", "liver", "right femur"]}
+            self.queries = None
+            self.name = "vocab"
+
+    eng = Vocab()
+    assert eng._rival_terms([si], "ct") == {"colon": "colon"}  # no duodenum or stomach in this model
+    assert eng._rival_terms([si, femur], "ct") == {"colon": "colon", "liver": "liver"}
+    assert eng._rival_terms(resolve_prompts(["small intestine", "colon"], modality="ct"), "ct") == {}
+
+
 needs_model = pytest.mark.skipif(not shipped_model_available(),
                                  reason="Resources/models/textseg-mini weights are not present")
 
@@ -193,3 +270,17 @@ def test_demo_sample_kidneys_not_found_liver_and_spleen_found(engine):
     # the held-out Dice floors of test_bundled_model.py are kept
     assert dice(res.masks["liver"], refs["liver"]) >= 0.90
     assert dice(res.masks["spleen"], refs["spleen"]) >= 0.75
+
+
+@needs_model
+@pytest.mark.slow
+def test_demo_sample_thoracic_vertebrae_are_not_a_lumbar_spine(engine):
+    """The demo slab (T11-T12, TotalSegmentator labels no lumbar vertebra) once gave a 50.6 mL
+    "lumbar spine": the engine now asks the model for ribs in the same pass, and ribs lie beside
+    these vertebrae. The rib query is not returned."""
+    from TextSegLib.models.bundled.evaluate import holdout_data
+
+    vol, _ = holdout_data()
+    res = engine.segment(vol, ["lumbar spine"], modality="ct")
+    assert not res.is_found("lumbar spine") and "rib-bearing" in res.reasons["lumbar spine"], res.reasons
+    assert list(res.masks) == ["lumbar spine"] and list(res.probabilities) == ["lumbar spine"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 from scipy import ndimage
@@ -70,6 +71,28 @@ THROUGH_NECK = frozenset({"trachea", "esophagus", "thymus", "thyroid gland"})
 #: Regions of organs inside the trunk's outline (an island in an arm is not one of them).
 TRUNK = frozenset({"abdomen", "pelvis", "thorax"})
 
+#: Neighbours the model confuses a structure with: a component where the model rates one of
+#: these (its own term, asked in the same run) more likely than the structure itself, on most
+#: of the component's voxels, is that neighbour, not the structure (a colon loop called "small
+#: intestine", the gallbladder called "urinary bladder"). Not rivals, measured with
+#: benchmarks/bench_not_found.py: vertebral levels (textseg-mini rates "lumbar spine" above
+#: "thoracic spine" on real thoracic vertebrae too) and femur / rib (it rates "rib" above
+#: "femur" on parts of a real femur).
+RIVALS: dict[str, tuple[str, ...]] = {
+    "small intestine": ("colon", "duodenum", "stomach"),
+    "duodenum": ("small intestine", "stomach", "colon", "pancreas"),
+    "colon": ("small intestine", "stomach", "duodenum"),
+    "urinary bladder": ("gallbladder", "colon", "small intestine"),
+    "bladder": ("gallbladder", "colon", "small intestine"),
+}
+#: Level anchor for pelvic and lower-limb structures: slices where the model outlines this much
+#: liver (cm², probability >= 0.5) lie in the upper abdomen, far above the pelvis and the
+#: thighs; it works where the scan itself shows no cue (a crop inside the abdomen).
+LEVEL_ANCHOR = "liver"
+#: Ribs articulate with thoracic vertebrae only: a "lumbar spine" component whose slices mostly
+#: have a rib (the model's, probability >= 0.5) within ``rules.rib_mm`` of it is thoracic.
+RIB_LEVEL = {"lumbar spine": "rib"}
+
 LEFT_CODES = ("SCT^7771000^",)
 RIGHT_CODES = ("SCT^24028007^",)
 
@@ -88,6 +111,12 @@ class PresenceRules:
     region_fraction: float = 0.5
     #: a lateral component is on the wrong side when its centre is this far (mm) past the midline
     side_margin_mm: float = 5.0
+    #: a component is a rival's (:data:`RIVALS`) when the rival is more likely on this fraction of it
+    rival_fraction: float = 0.5
+    #: a slice is at the liver's level (:data:`LEVEL_ANCHOR`) when it holds this much liver (cm²)
+    anchor_cm2: float = 25.0
+    #: a vertebra is rib-bearing in a slice where the model's rib comes this close (mm)
+    rib_mm: float = 12.0
     min_ml: dict = field(default_factory=lambda: dict(MIN_ML))
 
 
@@ -159,10 +188,15 @@ def _centre_x(idx: np.ndarray, volume: Volume) -> float:
 
 
 def decide(mask: np.ndarray, prob: np.ndarray | None, facts: StructureFacts, volume: Volume,
-           coverage: Coverage | None, rules: PresenceRules,
-           cropped: bool = False) -> tuple[np.ndarray, bool, str, list[str]]:
+           coverage: Coverage | None, rules: PresenceRules, cropped: bool = False,
+           rivals: Mapping[str, np.ndarray] | None = None,
+           liver_slices: np.ndarray | None = None,
+           ribs: np.ndarray | None = None) -> tuple[np.ndarray, bool, str, list[str]]:
     """``(kept mask, found, reason, notes on dropped parts)`` for one structure; ``cropped``:
-    the model saw only a region of interest, so any structure may be cut."""
+    the model saw only a region of interest, so any structure may be cut; ``rivals``: the
+    probability maps of the structure's :data:`RIVALS`, by name; ``liver_slices``: per slice
+    along ``coverage.s_axis``, whether it is at the liver's level (:data:`LEVEL_ANCHOR`);
+    ``ribs``: the model's rib mask, for a structure in :data:`RIB_LEVEL`."""
     ml_per_voxel = float(np.prod(volume.spacing)) / 1000.0
     lab, comps = _components(mask, prob)
     if not comps:
@@ -170,7 +204,9 @@ def decide(mask: np.ndarray, prob: np.ndarray | None, facts: StructureFacts, vol
     dropped: dict[str, list[float]] = {}
     keep: list[_Comp] = []
     for c in comps:
-        why = _implausible(c.idx, facts, volume, coverage, rules)
+        why = (_implausible(c.idx, facts, volume, coverage, rules) or _rival(c.idx, prob, rivals, rules)
+               or _at_liver_level(c.idx, facts, coverage, liver_slices, rules)
+               or _beside_ribs(c.idx, ribs, volume, coverage, rules))
         if why:
             dropped.setdefault(why, []).append(c.voxels * ml_per_voxel)
         else:
@@ -198,6 +234,65 @@ def decide(mask: np.ndarray, prob: np.ndarray | None, facts: StructureFacts, vol
         return np.zeros_like(mask), False, (f"{facts.name}: {ml:.1f} mL is too small to be one "
                                             f"({need:g} mL at least {how})"), notes
     return kept, True, f"found: {ml:.1f} mL, peak probability {peak:.2f}", notes
+
+
+def _rival(part: np.ndarray, prob: np.ndarray | None, rivals: Mapping[str, np.ndarray] | None,
+           rules: PresenceRules) -> str:
+    """The rival that the model rates more likely on most of the component ("" when none)."""
+    if prob is None or not rivals:
+        return ""
+    ix = tuple(part.T)
+    own = prob[ix].astype(np.float32)
+    for name, rp in rivals.items():
+        if float(np.mean(rp[ix].astype(np.float32) > own)) >= rules.rival_fraction:
+            return f"where the model rates {name} more likely"
+    return ""
+
+
+def _at_liver_level(part: np.ndarray, facts: StructureFacts, coverage: Coverage | None,
+                    liver_slices: np.ndarray | None, rules: PresenceRules) -> str:
+    """A pelvic or lower-limb component lying mostly in slices at the liver's level ("" if not)."""
+    if facts.region not in NOT_AT_LUNGS or liver_slices is None or coverage is None:
+        return ""
+    if float(np.mean(liver_slices[part[:, coverage.s_axis]])) >= rules.region_fraction:
+        return f"in slices through the liver, far above the {facts.region}"
+    return ""
+
+
+def _beside_ribs(part: np.ndarray, ribs: np.ndarray | None, volume: Volume, coverage: Coverage | None,
+                 rules: PresenceRules) -> str:
+    """A vertebral component that has a rib beside it in most of its slices ("" if not)."""
+    if ribs is None or coverage is None or not ribs.any():
+        return ""
+    pad = [int(np.ceil(rules.rib_mm / volume.spacing[a])) + 1 for a in range(3)]
+    lo = np.maximum(part.min(0) - pad, 0)
+    hi = np.minimum(part.max(0) + pad + 1, ribs.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    if not ribs[box].any():
+        return ""
+    sampling = [volume.spacing[a] if a != coverage.s_axis else 1e6 for a in range(3)]  # in-plane distance
+    dist = ndimage.distance_transform_edt(~ribs[box], sampling=sampling)
+    local = part - lo
+    near = dist[tuple(local.T)] <= rules.rib_mm
+    s = local[:, coverage.s_axis]
+    rib_slices = np.bincount(s[near], minlength=int(s.max()) + 1) > 0
+    if float(np.mean(rib_slices[s])) >= rules.region_fraction:
+        return "beside ribs in most of its slices, so at rib-bearing (thoracic) vertebrae"
+    return ""
+
+
+def liver_level(prob: np.ndarray, volume: Volume, coverage: Coverage, rules: PresenceRules) -> np.ndarray | None:
+    """Per slice along ``coverage.s_axis``: whether the liver's cross-section there reaches
+    ``rules.anchor_cm2``; ``None`` when the liver itself is not found. The liver is decided by
+    the same rules first (one body, region, size), so a false liver island low in the pelvis
+    does not count."""
+    facts = StructureFacts(name="Liver", key="liver", side="", region="abdomen")
+    kept, found, _, _ = decide(prob >= 0.5, prob, facts, volume, coverage, rules)
+    if not found:
+        return None
+    s_axis = coverage.s_axis
+    cm2 = float(np.prod([volume.spacing[a] for a in range(3) if a != s_axis])) / 100.0
+    return kept.sum(axis=tuple(a for a in range(3) if a != s_axis)) * cm2 >= rules.anchor_cm2
 
 
 def _implausible(part: np.ndarray, facts: StructureFacts, volume: Volume, coverage: Coverage | None,
@@ -235,22 +330,50 @@ def _implausible(part: np.ndarray, facts: StructureFacts, volume: Volume, covera
     return ""
 
 
+def rival_names(prompt) -> tuple[str, ...]:
+    """What the presence step compares a prompt's structure with: its :data:`RIVALS` and, for a
+    pelvic or lower-limb structure, the :data:`LEVEL_ANCHOR` (names to resolve to the engine's
+    terms and ask in the same run)."""
+    facts = structure_facts(prompt)
+    anchor = (LEVEL_ANCHOR,) if facts.region in NOT_AT_LUNGS else ()
+    ribs = (RIB_LEVEL[facts.key],) if facts.key in RIB_LEVEL else ()
+    return RIVALS.get(facts.key, ()) + anchor + ribs
+
+
 def apply_presence(result: EngineResult, volume: Volume, rules: PresenceRules | None = None,
-                   modality: str | None = None, cropped: bool = False) -> EngineResult:
+                   modality: str | None = None, cropped: bool = False,
+                   rival_probs: Mapping[str, np.ndarray] | None = None) -> EngineResult:
     """Decide found / not found for every prompt of ``result`` (in place; also returned).
-    ``cropped``: the engine ran on a region of interest only (every structure may be cut)."""
+
+    ``cropped``: the engine ran on a region of interest only (every structure may be cut).
+    ``rival_probs``: probability maps of extra structures the engine asked only for the rival
+    check, keyed by the structure's side-less name (:data:`RIVALS`); the result's own prompts
+    serve as rivals too."""
     rules = rules or PresenceRules()
     t = time.perf_counter()
     coverage = None
     if any(m.any() for m in result.masks.values()):
         coverage = scan_coverage(volume, modality or result.info.get("modality") or volume.modality)
     report: dict[str, dict] = {}
+    facts_of = {key: structure_facts(result.prompts.get(key, key)) for key in result.masks}
+    by_name = dict(rival_probs or {})
+    for key, f in facts_of.items():  # the run's own prompts, before any is changed
+        if key in result.probabilities and not f.side:
+            by_name.setdefault(f.key, result.probabilities[key])
+    liver: np.ndarray | None = None  # per-slice liver level, computed once when a pelvic structure needs it
+    liver_done = False
     for key in list(result.masks):
         if key in result.found and not result.found[key]:
             continue
-        facts = structure_facts(result.prompts.get(key, key))
+        facts = facts_of[key]
+        rivals = {r: by_name[r] for r in RIVALS.get(facts.key, ()) if r in by_name}
+        if facts.region in NOT_AT_LUNGS and not liver_done and LEVEL_ANCHOR in by_name and coverage is not None:
+            liver, liver_done = liver_level(by_name[LEVEL_ANCHOR], volume, coverage, rules), True
+        rib = RIB_LEVEL.get(facts.key)
+        ribs = by_name[rib] >= 0.5 if rib in by_name else None
         kept, found, reason, notes = decide(result.masks[key], result.probabilities.get(key), facts,
-                                            volume, coverage, rules, cropped)
+                                            volume, coverage, rules, cropped, rivals,
+                                            liver if facts.region in NOT_AT_LUNGS else None, ribs)
         if found:
             result.masks[key] = kept
             result.found[key] = True

@@ -168,6 +168,11 @@ class SATEngine:
         resolved = engine_prompts(self, prompts, modality)
         texts = [p.text for p in resolved]
         terms = [p.term for p in resolved]
+        # the presence step's rival check: neighbours the model confuses a structure with are
+        # asked in the same pass (only their probabilities are kept, for the check)
+        rivals = self._rival_terms(resolved, modality) if self.presence is not None else {}
+        texts += [f"\0rival:{name}" for name in rivals]
+        terms += list(rivals.values())
         timings: dict[str, float] = {}
         if cancel is not None:
             cancel.check()
@@ -246,13 +251,39 @@ class SATEngine:
             "roi_box": box,
             **tiles,
         }
+        rival_probs = {}
+        for name in rivals:
+            key = f"\0rival:{name}"
+            rival_probs[name] = probs.pop(key)
+            masks.pop(key), found.pop(key), reasons.pop(key)
         result = EngineResult(masks=masks, probabilities=probs, timings=timings, info=info, found=found,
                               reasons=reasons, prompts={p.text: p for p in resolved})
         if self.presence is not None:
             from .presence import apply_presence
 
-            apply_presence(result, volume, self.presence, modality=modality, cropped=roi_ras is not None)
+            apply_presence(result, volume, self.presence, modality=modality, cropped=roi_ras is not None,
+                           rival_probs=rival_probs)
         return result
+
+    def _rival_terms(self, resolved: Sequence, modality: str) -> dict[str, str]:
+        """``{rival name: this model's term}`` for the presence step's rival check, for the
+        rivals of ``resolved`` that the model knows and that are not asked anyway."""
+        from ..knowledge.resolved import engine_prompts
+        from .presence import rival_names, structure_facts
+
+        asked = {structure_facts(p).key for p in resolved} | {p.term for p in resolved}
+        vocab = set(self.vocabulary(modality))
+        out: dict[str, str] = {}
+        for name in dict.fromkeys(n for p in resolved for n in rival_names(p)):
+            if name in asked or name in out:
+                continue
+            try:
+                (rp,) = engine_prompts(self, [name], modality)
+            except Exception:  # a rival the tree cannot resolve for this model is simply not checked
+                continue
+            if not rp.free_text and rp.term in vocab and structure_facts(rp).key == name:
+                out[name] = rp.term
+        return out
 
 
 # -- query providers ------------------------------------------------------------------
