@@ -15,8 +15,12 @@ structure asked for, then decides whether what is left is the structure:
    trunk organ's component lying outside the trunk's outline (an island in an arm);
 3. **one body**: a solid organ is one connected body, so only the component holding the most
    probability mass is kept;
-4. **peak probability** of what is left below ``rules.min_peak``: not found;
-5. **volume** below the plausible minimum for the structure (:data:`MIN_ML`; a fifth of it,
+4. **rivals** (:data:`RIVALS`): a component where the model rates a neighbour it confuses the
+   structure with more likely (asked in the same run) is that neighbour; a pelvic or
+   lower-limb component in slices through the found liver (:data:`LEVEL_ANCHOR`), or a
+   "lumbar spine" component with ribs beside it (:data:`RIB_LEVEL`), is dropped;
+5. **peak probability** of what is left below ``rules.min_peak``: not found;
+6. **volume** below the plausible minimum for the structure (:data:`MIN_ML`; a fifth of it,
    and at least ``rules.min_ml_cut``, when the structure touches the edge of the scan, which
    may cut it): not found.
 
