@@ -21,13 +21,9 @@ import time
 from typing import Any, Callable, Sequence
 
 from TextSegLib.engine.base import Engine
-from TextSegLib.engine.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Job, JobView
+from TextSegLib.engine.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Job
 from TextSegLib.errors import CancelledError, RemoteError
 from TextSegLib.volume import Volume
-
-#: the panel's name for the state copy a poll returns
-JobState = JobView
-
 
 class SceneJob(Job):
     """A :class:`Job` of the Slicer logic: which nodes it reads and writes, and what was imported."""
@@ -139,5 +135,5 @@ class ProcessRunner:
         job.fail(CancelledError("Segmentation cancelled by the user."))
 
 
-__all__ = ["SceneJob", "JobState", "InlineRunner", "ProcessRunner",
+__all__ = ["SceneJob", "InlineRunner", "ProcessRunner",
            "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED"]
