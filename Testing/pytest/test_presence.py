@@ -98,6 +98,21 @@ def test_implausibly_small_or_unsure_structure_is_not_found():
     assert not res.is_found("liver") and "peak probability 0.60" in res.reasons["liver"]
 
 
+def test_a_scan_shorter_than_the_organ_judges_it_as_a_part():
+    """A 24 mm slab cannot show a whole stomach (typical length 120 mm): a 2.7 mL stomach there
+    is a part, judged by the minimum for a cut part (2 mL); the same in a scan long enough to
+    hold a whole stomach is too small (10 mL), and a 2.7 mL kidney stays too small even in the
+    slab (3 mL is the floor for a kidney part)."""
+    slab = Volume(np.full((110, 80, 8), 40.0, np.float32), np.diag([SP, SP, SP, 1.0]), "ct", "slab")
+    part = block(slab.shape, (30, 30, 2), (35, 35, 6))  # 100 voxels = 2.7 mL, inside the slab
+    res = apply_presence(_result({"stomach": part, "left kidney": part.copy()}), slab)
+    assert res.is_found("stomach"), res.reasons["stomach"]
+    assert not res.is_found("left kidney") and "scan this short" in res.reasons["left kidney"]
+    tall = Volume(np.full((110, 80, 60), 40.0, np.float32), np.diag([SP, SP, SP, 1.0]), "ct", "tall")
+    res = apply_presence(_result({"stomach": block(tall.shape, (30, 30, 20), (35, 35, 24))}), tall)
+    assert not res.is_found("stomach") and "for a whole one" in res.reasons["stomach"]
+
+
 def test_structure_outside_the_covered_region_is_flagged():
     head = head_ct()
     cov = scan_coverage(head)
@@ -192,6 +207,26 @@ def test_pelvic_and_limb_structures_at_the_liver_level_are_dropped():
     assert not alone.is_found("right femur") and "slices through the liver" in alone.reasons["right femur"]
 
 
+def test_small_intestine_above_the_kidneys_is_dropped():
+    """Small intestine and duodenum lie at or below the kidneys: a loop in slices where the
+    found liver and spleen are both large and no kidney is found is in the upper abdomen."""
+    vol = trunk_ct()
+    liver = block(vol.shape, (60, 20, 10), (95, 55, 24))  # 35 x 35 voxels = 110 cm² per slice
+    spleen = block(vol.shape, (15, 25, 10), (35, 45, 24))  # 20 x 20 voxels = 36 cm² per slice
+    kidney = block(vol.shape, (70, 15, 0), (80, 25, 12))  # right kidney up to slice 11
+    loop = block(vol.shape, (40, 30, 14), (50, 40, 22))  # 21.6 mL, slices 14-21: above the kidney
+    low = block(vol.shape, (40, 30, 0), (50, 40, 8))  # slices 0-7, beside the kidney
+    res = _result({"small intestine": loop | low, "liver": liver, "spleen": spleen, "right kidney": kidney,
+                   "left kidney": np.zeros(vol.shape, bool)})
+    apply_presence(res, vol)
+    assert res.is_found("small intestine") and res.masks["small intestine"].sum() == low.sum()
+    assert any("above the kidneys" in d for d in res.info["presence"]["small intestine"]["dropped"])
+    # without the kidneys asked nothing is known about their level: the rule does not speak
+    res = _result({"small intestine": loop.copy(), "liver": liver, "spleen": spleen})
+    apply_presence(res, vol)
+    assert res.is_found("small intestine")
+
+
 def test_lumbar_spine_beside_ribs_is_thoracic():
     """Ribs articulate with thoracic vertebrae: a "lumbar spine" with the model's rib beside it
     in most slices is not found; one with a rib only near its top slices is kept whole."""
@@ -213,20 +248,23 @@ def test_engine_asks_rivals_in_the_same_pass_and_returns_only_the_prompts():
     from TextSegLib.engine.presence import rival_names
     from TextSegLib.engine.sat_engine import SATEngine
 
-    si, femur, liver = resolve_prompts(["small bowel", "right femur", "liver"], modality="ct")
-    assert rival_names(si) == ("colon", "duodenum", "stomach")
+    si, femur, liver, colon = resolve_prompts(["small bowel", "right femur", "liver", "colon"], modality="ct")
+    assert rival_names(si) == ("colon", "duodenum", "stomach", "liver", "spleen", "left kidney", "right kidney")
     assert rival_names(femur) == ("liver",) and rival_names(liver) == ()
+    assert rival_names(colon) == ("small intestine", "stomach", "duodenum")
 
     class Vocab(SATEngine):
         def __init__(self):  # only what _rival_terms reads
-            self._vocabulary = {"ct": ["small intestine", "colon", "liver", "right femur"]}
+            self._vocabulary = {"ct": ["small intestine", "colon", "liver", "right femur", "kidney, left"]}
             self.queries = None
             self.name = "vocab"
 
     eng = Vocab()
-    assert eng._rival_terms([si], "ct") == {"colon": "colon"}  # no duodenum or stomach in this model
-    assert eng._rival_terms([si, femur], "ct") == {"colon": "colon", "liver": "liver"}
-    assert eng._rival_terms(resolve_prompts(["small intestine", "colon"], modality="ct"), "ct") == {}
+    # only what this model knows (no duodenum, stomach, spleen or right kidney), by the model's term
+    assert eng._rival_terms([si], "ct") == {"colon": "colon", "liver": "liver", "left kidney": "kidney, left"}
+    assert eng._rival_terms([femur], "ct") == {"liver": "liver"}
+    assert eng._rival_terms(resolve_prompts(["colon", "small intestine"], modality="ct"), "ct") == {
+        "liver": "liver", "left kidney": "kidney, left"}  # each other's rivals are asked anyway
 
 
 needs_model = pytest.mark.skipif(not shipped_model_available(),

@@ -15,14 +15,15 @@ structure asked for, then decides whether what is left is the structure:
    trunk organ's component lying outside the trunk's outline (an island in an arm);
 3. **one body**: a solid organ is one connected body, so only the component holding the most
    probability mass is kept;
-4. **rivals** (:data:`RIVALS`): a component where the model rates a neighbour it confuses the
-   structure with more likely (asked in the same run) is that neighbour; a pelvic or
-   lower-limb component in slices through the found liver (:data:`LEVEL_ANCHOR`), or a
-   "lumbar spine" component with ribs beside it (:data:`RIB_LEVEL`), is dropped;
+4. **neighbours** (:mod:`.neighbours`, structures asked in the same run): a component the model
+   rates a rival more likely on, a pelvic or lower-limb one in slices through the found liver,
+   a small-intestine or duodenum one above the kidneys, a "lumbar spine" one with ribs beside
+   it, is dropped;
 5. **peak probability** of what is left below ``rules.min_peak``: not found;
 6. **volume** below the plausible minimum for the structure (:data:`MIN_ML`; a fifth of it,
    and at least ``rules.min_ml_cut``, when the structure touches the edge of the scan, which
-   may cut it): not found.
+   may cut it, or when the scan covers less than half the structure's typical length,
+   :data:`EXTENT_MM`): not found.
 
 The verdict and its reason go into ``result.found`` / ``result.reasons``
 (:meth:`EngineResult.mark_not_found`); what was dropped is listed in ``result.info["presence"]``.
@@ -39,6 +40,7 @@ from scipy import ndimage
 from ..volume import Volume
 from .base import EngineResult
 from .coverage import KIND_TEXT, Coverage, scan_coverage
+from .neighbours import Neighbours, neighbour_name, neighbour_names
 
 #: Smallest plausible volume (mL) of a whole structure as a model outlines it, keyed by the
 #: concept's name without its side (knowledge tree preferred name or the engine's term).
@@ -52,6 +54,18 @@ MIN_ML: dict[str, float] = {
     "duodenum": 4.0, "femur": 15.0, "humerus": 10.0, "hip bone": 15.0, "sacrum": 8.0,
     "scapula": 10.0, "sternum": 5.0, "spinal cord": 2.0, "colon": 5.0, "small intestine": 5.0,
     "gluteus maximus": 20.0, "iliopsoas": 5.0,
+}
+#: Typical head-to-foot extent (mm) of an adult structure (textbook anatomy, rounded down). A
+#: scan that covers much less than this along the body axis (``rules.short_scan_fraction``) can
+#: only show a part of it, so the structure is judged by the minimum for a cut part even where
+#: its mask misses the scan's edge (a 40 mm slab shows a slice of the stomach, never a whole one).
+EXTENT_MM: dict[str, float] = {
+    "liver": 140.0, "spleen": 100.0, "kidney": 100.0, "lung": 200.0, "heart": 100.0, "brain": 120.0,
+    "stomach": 120.0, "pancreas": 40.0, "gallbladder": 60.0, "bladder": 50.0, "urinary bladder": 50.0,
+    "adrenal gland": 30.0, "aorta": 300.0, "inferior vena cava": 200.0, "esophagus": 200.0,
+    "trachea": 100.0, "duodenum": 80.0, "femur": 400.0, "humerus": 280.0, "hip bone": 180.0,
+    "sacrum": 90.0, "scapula": 130.0, "sternum": 150.0, "spinal cord": 400.0, "colon": 250.0,
+    "small intestine": 150.0, "gluteus maximus": 180.0, "iliopsoas": 250.0,
 }
 #: Solid structures that are one connected body (one component is kept).
 ONE_BODY = frozenset({
@@ -75,28 +89,6 @@ THROUGH_NECK = frozenset({"trachea", "esophagus", "thymus", "thyroid gland"})
 #: Regions of organs inside the trunk's outline (an island in an arm is not one of them).
 TRUNK = frozenset({"abdomen", "pelvis", "thorax"})
 
-#: Neighbours the model confuses a structure with: a component where the model rates one of
-#: these (its own term, asked in the same run) more likely than the structure itself, on most
-#: of the component's voxels, is that neighbour, not the structure (a colon loop called "small
-#: intestine", the gallbladder called "urinary bladder"). Not rivals, measured with
-#: benchmarks/bench_not_found.py: vertebral levels (textseg-mini rates "lumbar spine" above
-#: "thoracic spine" on real thoracic vertebrae too) and femur / rib (it rates "rib" above
-#: "femur" on parts of a real femur).
-RIVALS: dict[str, tuple[str, ...]] = {
-    "small intestine": ("colon", "duodenum", "stomach"),
-    "duodenum": ("small intestine", "stomach", "colon", "pancreas"),
-    "colon": ("small intestine", "stomach", "duodenum"),
-    "urinary bladder": ("gallbladder", "colon", "small intestine"),
-    "bladder": ("gallbladder", "colon", "small intestine"),
-}
-#: Level anchor for pelvic and lower-limb structures: slices where the model outlines this much
-#: liver (cm², probability >= 0.5) lie in the upper abdomen, far above the pelvis and the
-#: thighs; it works where the scan itself shows no cue (a crop inside the abdomen).
-LEVEL_ANCHOR = "liver"
-#: Ribs articulate with thoracic vertebrae only: a "lumbar spine" component whose slices mostly
-#: have a rib (the model's, probability >= 0.5) within ``rules.rib_mm`` of it is thoracic.
-RIB_LEVEL = {"lumbar spine": "rib"}
-
 LEFT_CODES = ("SCT^7771000^",)
 RIGHT_CODES = ("SCT^24028007^",)
 
@@ -115,12 +107,18 @@ class PresenceRules:
     region_fraction: float = 0.5
     #: a lateral component is on the wrong side when its centre is this far (mm) past the midline
     side_margin_mm: float = 5.0
-    #: a component is a rival's (:data:`RIVALS`) when the rival is more likely on this fraction of it
+    #: a component is a rival's (:data:`.neighbours.RIVALS`) when it is more likely on this fraction
     rival_fraction: float = 0.5
-    #: a slice is at the liver's level (:data:`LEVEL_ANCHOR`) when it holds this much liver (cm²)
+    #: a slice is at the liver's level when it holds this much found liver (cm²)
     anchor_cm2: float = 25.0
     #: a vertebra is rib-bearing in a slice where the model's rib comes this close (mm)
     rib_mm: float = 12.0
+    #: a scan shorter than this fraction of a structure's typical extent (:data:`EXTENT_MM`) shows
+    #: only a part of it, so the minimum for a cut part applies
+    short_scan_fraction: float = 0.5
+    #: upper abdomen above the kidneys: slices with this much found liver and spleen (cm²)
+    upper_liver_cm2: float = 100.0
+    upper_spleen_cm2: float = 33.0
     min_ml: dict = field(default_factory=lambda: dict(MIN_ML))
 
 
@@ -193,14 +191,10 @@ def _centre_x(idx: np.ndarray, volume: Volume) -> float:
 
 def decide(mask: np.ndarray, prob: np.ndarray | None, facts: StructureFacts, volume: Volume,
            coverage: Coverage | None, rules: PresenceRules, cropped: bool = False,
-           rivals: Mapping[str, np.ndarray] | None = None,
-           liver_slices: np.ndarray | None = None,
-           ribs: np.ndarray | None = None) -> tuple[np.ndarray, bool, str, list[str]]:
+           neighbours: Neighbours | None = None) -> tuple[np.ndarray, bool, str, list[str]]:
     """``(kept mask, found, reason, notes on dropped parts)`` for one structure; ``cropped``:
-    the model saw only a region of interest, so any structure may be cut; ``rivals``: the
-    probability maps of the structure's :data:`RIVALS`, by name; ``liver_slices``: per slice
-    along ``coverage.s_axis``, whether it is at the liver's level (:data:`LEVEL_ANCHOR`);
-    ``ribs``: the model's rib mask, for a structure in :data:`RIB_LEVEL`."""
+    the model saw only a region of interest, so any structure may be cut; ``neighbours``: the
+    rules that compare with other structures of the same run (:mod:`.neighbours`)."""
     ml_per_voxel = float(np.prod(volume.spacing)) / 1000.0
     lab, comps = _components(mask, prob)
     if not comps:
@@ -208,9 +202,9 @@ def decide(mask: np.ndarray, prob: np.ndarray | None, facts: StructureFacts, vol
     dropped: dict[str, list[float]] = {}
     keep: list[_Comp] = []
     for c in comps:
-        why = (_implausible(c.idx, facts, volume, coverage, rules) or _rival(c.idx, prob, rivals, rules)
-               or _at_liver_level(c.idx, facts, coverage, liver_slices, rules)
-               or _beside_ribs(c.idx, ribs, volume, coverage, rules))
+        why = _implausible(c.idx, facts, volume, coverage, rules)
+        if not why and neighbours is not None:
+            why = neighbours.why(c.idx, facts, prob)
         if why:
             dropped.setdefault(why, []).append(c.voxels * ml_per_voxel)
         else:
@@ -231,72 +225,16 @@ def decide(mask: np.ndarray, prob: np.ndarray | None, facts: StructureFacts, vol
         return np.zeros_like(mask), False, (f"{facts.name}: the model's peak probability {peak:.2f} is below "
                                             f"{rules.min_peak:.2f} ({ml:.1f} mL above threshold)"), notes
     whole = rules.min_ml.get(facts.key, rules.default_min_ml)
-    cut = cropped or _touches_edge(kept)
+    s_axis = coverage.s_axis if coverage is not None else 2
+    thin = volume.shape[s_axis] * volume.spacing[s_axis] < rules.short_scan_fraction * EXTENT_MM.get(facts.key, 0.0)
+    cut = cropped or thin or _touches_edge(kept)
     need = max(rules.min_ml_cut, whole * rules.cut_fraction) if cut else whole
     if ml < need:
-        how = "even for a part cut by the scan's edge" if cut else "for a whole one"
+        how = ("even for the part a scan this short can show" if thin and not cropped else
+               "even for a part cut by the scan's edge" if cut else "for a whole one")
         return np.zeros_like(mask), False, (f"{facts.name}: {ml:.1f} mL is too small to be one "
                                             f"({need:g} mL at least {how})"), notes
     return kept, True, f"found: {ml:.1f} mL, peak probability {peak:.2f}", notes
-
-
-def _rival(part: np.ndarray, prob: np.ndarray | None, rivals: Mapping[str, np.ndarray] | None,
-           rules: PresenceRules) -> str:
-    """The rival that the model rates more likely on most of the component ("" when none)."""
-    if prob is None or not rivals:
-        return ""
-    ix = tuple(part.T)
-    own = prob[ix].astype(np.float32)
-    for name, rp in rivals.items():
-        if float(np.mean(rp[ix].astype(np.float32) > own)) >= rules.rival_fraction:
-            return f"where the model rates {name} more likely"
-    return ""
-
-
-def _at_liver_level(part: np.ndarray, facts: StructureFacts, coverage: Coverage | None,
-                    liver_slices: np.ndarray | None, rules: PresenceRules) -> str:
-    """A pelvic or lower-limb component lying mostly in slices at the liver's level ("" if not)."""
-    if facts.region not in NOT_AT_LUNGS or liver_slices is None or coverage is None:
-        return ""
-    if float(np.mean(liver_slices[part[:, coverage.s_axis]])) >= rules.region_fraction:
-        return f"in slices through the liver, far above the {facts.region}"
-    return ""
-
-
-def _beside_ribs(part: np.ndarray, ribs: np.ndarray | None, volume: Volume, coverage: Coverage | None,
-                 rules: PresenceRules) -> str:
-    """A vertebral component that has a rib beside it in most of its slices ("" if not)."""
-    if ribs is None or coverage is None or not ribs.any():
-        return ""
-    pad = [int(np.ceil(rules.rib_mm / volume.spacing[a])) + 1 for a in range(3)]
-    lo = np.maximum(part.min(0) - pad, 0)
-    hi = np.minimum(part.max(0) + pad + 1, ribs.shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    if not ribs[box].any():
-        return ""
-    sampling = [volume.spacing[a] if a != coverage.s_axis else 1e6 for a in range(3)]  # in-plane distance
-    dist = ndimage.distance_transform_edt(~ribs[box], sampling=sampling)
-    local = part - lo
-    near = dist[tuple(local.T)] <= rules.rib_mm
-    s = local[:, coverage.s_axis]
-    rib_slices = np.bincount(s[near], minlength=int(s.max()) + 1) > 0
-    if float(np.mean(rib_slices[s])) >= rules.region_fraction:
-        return "beside ribs in most of its slices, so at rib-bearing (thoracic) vertebrae"
-    return ""
-
-
-def liver_level(prob: np.ndarray, volume: Volume, coverage: Coverage, rules: PresenceRules) -> np.ndarray | None:
-    """Per slice along ``coverage.s_axis``: whether the liver's cross-section there reaches
-    ``rules.anchor_cm2``; ``None`` when the liver itself is not found. The liver is decided by
-    the same rules first (one body, region, size), so a false liver island low in the pelvis
-    does not count."""
-    facts = StructureFacts(name="Liver", key="liver", side="", region="abdomen")
-    kept, found, _, _ = decide(prob >= 0.5, prob, facts, volume, coverage, rules)
-    if not found:
-        return None
-    s_axis = coverage.s_axis
-    cm2 = float(np.prod([volume.spacing[a] for a in range(3) if a != s_axis])) / 100.0
-    return kept.sum(axis=tuple(a for a in range(3) if a != s_axis)) * cm2 >= rules.anchor_cm2
 
 
 def _implausible(part: np.ndarray, facts: StructureFacts, volume: Volume, coverage: Coverage | None,
@@ -335,13 +273,9 @@ def _implausible(part: np.ndarray, facts: StructureFacts, volume: Volume, covera
 
 
 def rival_names(prompt) -> tuple[str, ...]:
-    """What the presence step compares a prompt's structure with: its :data:`RIVALS` and, for a
-    pelvic or lower-limb structure, the :data:`LEVEL_ANCHOR` (names to resolve to the engine's
-    terms and ask in the same run)."""
-    facts = structure_facts(prompt)
-    anchor = (LEVEL_ANCHOR,) if facts.region in NOT_AT_LUNGS else ()
-    ribs = (RIB_LEVEL[facts.key],) if facts.key in RIB_LEVEL else ()
-    return RIVALS.get(facts.key, ()) + anchor + ribs
+    """The neighbours the presence step compares a prompt's structure with (names for the engine
+    to resolve to its own terms and ask in the same run; see :mod:`.neighbours`)."""
+    return neighbour_names(structure_facts(prompt))
 
 
 def apply_presence(result: EngineResult, volume: Volume, rules: PresenceRules | None = None,
@@ -350,9 +284,8 @@ def apply_presence(result: EngineResult, volume: Volume, rules: PresenceRules | 
     """Decide found / not found for every prompt of ``result`` (in place; also returned).
 
     ``cropped``: the engine ran on a region of interest only (every structure may be cut).
-    ``rival_probs``: probability maps of extra structures the engine asked only for the rival
-    check, keyed by the structure's side-less name (:data:`RIVALS`); the result's own prompts
-    serve as rivals too."""
+    ``rival_probs``: probability maps of neighbours the engine asked only for the neighbour
+    rules, keyed by :func:`.neighbours.neighbour_name`; the result's own prompts serve too."""
     rules = rules or PresenceRules()
     t = time.perf_counter()
     coverage = None
@@ -362,22 +295,18 @@ def apply_presence(result: EngineResult, volume: Volume, rules: PresenceRules | 
     facts_of = {key: structure_facts(result.prompts.get(key, key)) for key in result.masks}
     by_name = dict(rival_probs or {})
     for key, f in facts_of.items():  # the run's own prompts, before any is changed
-        if key in result.probabilities and not f.side:
-            by_name.setdefault(f.key, result.probabilities[key])
-    liver: np.ndarray | None = None  # per-slice liver level, computed once when a pelvic structure needs it
-    liver_done = False
+        if key in result.probabilities:
+            by_name.setdefault(neighbour_name(f), result.probabilities[key])
+    neighbours = None
+    if coverage is not None:
+        neighbours = Neighbours(by_name, volume, coverage.s_axis, rules,
+                                lambda m, p, f: decide(m, p, f, volume, coverage, rules)[:2])
     for key in list(result.masks):
         if key in result.found and not result.found[key]:
             continue
         facts = facts_of[key]
-        rivals = {r: by_name[r] for r in RIVALS.get(facts.key, ()) if r in by_name}
-        if facts.region in NOT_AT_LUNGS and not liver_done and LEVEL_ANCHOR in by_name and coverage is not None:
-            liver, liver_done = liver_level(by_name[LEVEL_ANCHOR], volume, coverage, rules), True
-        rib = RIB_LEVEL.get(facts.key)
-        ribs = by_name[rib] >= 0.5 if rib in by_name else None
         kept, found, reason, notes = decide(result.masks[key], result.probabilities.get(key), facts,
-                                            volume, coverage, rules, cropped, rivals,
-                                            liver if facts.region in NOT_AT_LUNGS else None, ribs)
+                                            volume, coverage, rules, cropped, neighbours)
         if found:
             result.masks[key] = kept
             result.found[key] = True

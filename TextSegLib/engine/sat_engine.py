@@ -269,9 +269,10 @@ class SATEngine:
         """``{rival name: this model's term}`` for the presence step's rival check, for the
         rivals of ``resolved`` that the model knows and that are not asked anyway."""
         from ..knowledge.resolved import engine_prompts
+        from .neighbours import neighbour_name
         from .presence import rival_names, structure_facts
 
-        asked = {structure_facts(p).key for p in resolved} | {p.term for p in resolved}
+        asked = {neighbour_name(structure_facts(p)) for p in resolved} | {p.term for p in resolved}
         vocab = set(self.vocabulary(modality))
         out: dict[str, str] = {}
         for name in dict.fromkeys(n for p in resolved for n in rival_names(p)):
@@ -281,7 +282,7 @@ class SATEngine:
                 (rp,) = engine_prompts(self, [name], modality)
             except Exception:  # a rival the tree cannot resolve for this model is simply not checked
                 continue
-            if not rp.free_text and rp.term in vocab and structure_facts(rp).key == name:
+            if not rp.free_text and rp.term in vocab and neighbour_name(structure_facts(rp)) == name:
                 out[name] = rp.term
         return out
 
