@@ -313,12 +313,19 @@ def test_demo_sample_kidneys_not_found_liver_and_spleen_found(engine):
 @needs_model
 @pytest.mark.slow
 def test_demo_sample_thoracic_vertebrae_are_not_a_lumbar_spine(engine):
-    """The demo slab (T11-T12, TotalSegmentator labels no lumbar vertebra) once gave a 50.6 mL
-    "lumbar spine": the engine now asks the model for ribs in the same pass, and ribs lie beside
-    these vertebrae. The rib query is not returned."""
+    """The demo slab (40 mm at T11-T12; TotalSegmentator labels no lumbar vertebra, small intestine
+    or duodenum there) once gave a 50.6 mL "lumbar spine", a 10.7 mL "small intestine" and a
+    2.5 mL "duodenum". The engine now asks the neighbours (ribs, liver, spleen, kidneys, bowel) in
+    the same pass: all three are not found, the stomach the model outlines only in part is kept
+    (a 40 mm slab cannot show a whole one), and only the prompts come back."""
     from TextSegLib.models.bundled.evaluate import holdout_data
 
     vol, _ = holdout_data()
-    res = engine.segment(vol, ["lumbar spine"], modality="ct")
+    prompts = ["lumbar spine", "small intestine", "duodenum", "stomach"]
+    res = engine.segment(vol, prompts, modality="ct")
     assert not res.is_found("lumbar spine") and "rib-bearing" in res.reasons["lumbar spine"], res.reasons
-    assert list(res.masks) == ["lumbar spine"] and list(res.probabilities) == ["lumbar spine"]
+    for k in ("small intestine", "duodenum"):
+        dropped = res.info["presence"][k]["dropped"]
+        assert not res.is_found(k) and any("above the kidneys" in d for d in dropped), (k, res.reasons[k], dropped)
+    assert res.is_found("stomach"), res.reasons["stomach"]
+    assert list(res.masks) == prompts and list(res.probabilities) == prompts
