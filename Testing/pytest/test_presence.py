@@ -225,6 +225,11 @@ def test_small_intestine_above_the_kidneys_is_dropped():
     res = _result({"small intestine": loop.copy(), "liver": liver, "spleen": spleen})
     apply_presence(res, vol)
     assert res.is_found("small intestine")
+    # nor in a region of interest, where the kidneys may lie outside what the model saw
+    res = _result({"small intestine": loop.copy(), "liver": liver, "spleen": spleen,
+                   "right kidney": kidney, "left kidney": np.zeros(vol.shape, bool)})
+    apply_presence(res, vol, cropped=True)
+    assert res.is_found("small intestine")
 
 
 def test_lumbar_spine_beside_ribs_is_thoracic():

@@ -77,11 +77,14 @@ class Neighbours:
     """The neighbour rules for one result: probability maps by :func:`neighbour_name`.
 
     ``decide(mask, prob, facts)`` is the presence decision used for the anchors (returns the kept
-    mask and whether the anchor is found); ``s_axis`` is the scan's superior-inferior array axis."""
+    mask and whether the anchor is found); ``s_axis`` is the scan's superior-inferior array axis.
+    ``cropped``: the model saw a region of interest only, where an anchor outside it is not seen,
+    so the level rules (liver level, above the kidneys) do not speak; rivals and ribs still do."""
 
     def __init__(self, probs: Mapping[str, np.ndarray], volume: Volume, s_axis: int, rules,
-                 decide: Callable[..., tuple[np.ndarray, bool]]) -> None:
+                 decide: Callable[..., tuple[np.ndarray, bool]], cropped: bool = False) -> None:
         self.probs, self.volume, self.s_axis, self.rules, self._decide = dict(probs), volume, s_axis, rules, decide
+        self.cropped = cropped
         self._areas: dict[str, np.ndarray | None] = {}
         other = [a for a in range(3) if a != s_axis]
         self._cm2 = float(np.prod([volume.spacing[a] for a in other])) / 100.0
@@ -121,7 +124,7 @@ class Neighbours:
         return ""
 
     def _liver_level(self, part, facts) -> str:
-        if facts.region not in BELOW_LIVER_REGIONS:
+        if facts.region not in BELOW_LIVER_REGIONS or self.cropped:
             return ""
         liver = self.area(LEVEL_ANCHOR)
         if liver is None or self._fraction(part, liver >= self.rules.anchor_cm2) < self.rules.region_fraction:
@@ -129,7 +132,7 @@ class Neighbours:
         return f"in slices through the liver, far above the {facts.region}"
 
     def _above_kidneys(self, part, facts) -> str:
-        if facts.key not in BELOW_UPPER_ABDOMEN:
+        if facts.key not in BELOW_UPPER_ABDOMEN or self.cropped:
             return ""
         areas = [self.area(n) for n in UPPER_ABDOMEN_ANCHORS]
         if any(a is None for a in areas):

@@ -300,7 +300,7 @@ def apply_presence(result: EngineResult, volume: Volume, rules: PresenceRules | 
     neighbours = None
     if coverage is not None:
         neighbours = Neighbours(by_name, volume, coverage.s_axis, rules,
-                                lambda m, p, f: decide(m, p, f, volume, coverage, rules)[:2])
+                                lambda m, p, f: decide(m, p, f, volume, coverage, rules)[:2], cropped)
     for key in list(result.masks):
         if key in result.found and not result.found[key]:
             continue
