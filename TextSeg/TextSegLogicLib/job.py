@@ -43,17 +43,13 @@ class SceneJob(Job):
         self.not_found: dict[str, str] = {}  # segment name -> reason
         self.measurements: list = []
 
-    @property
-    def texts(self) -> list[str]:
-        return [p.text for p in self.prompts]
-
 
 class InlineRunner:
     """Run an engine object of this interpreter (see the module docstring)."""
 
     def __init__(self, engine: Engine | None, factory: Callable[[], Engine] | None = None, threaded: bool = False) -> None:
         self.engine, self.factory, self.threaded = engine, factory, threaded
-        self._thread: threading.Thread | None = None
+        self._started = False  # the work runs once, on the first step
 
     def _work(self, job: SceneJob) -> None:
         if self.engine is None:
@@ -67,14 +63,13 @@ class InlineRunner:
         job.execute(self.engine)
 
     def step(self, job: SceneJob) -> None:
-        if self._thread is not None:
+        if self._started:
             return
-        if not self.threaded:
-            self._thread = threading.current_thread()  # ran once, here
+        self._started = True
+        if self.threaded:
+            threading.Thread(target=self._work, args=(job,), name="TextSegJob", daemon=True).start()
+        else:
             self._work(job)
-            return
-        self._thread = threading.Thread(target=self._work, args=(job,), name="TextSegJob", daemon=True)
-        self._thread.start()
 
 
 class ProcessRunner:
