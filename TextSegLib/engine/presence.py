@@ -40,7 +40,7 @@ from scipy import ndimage
 from ..volume import Volume
 from .base import EngineResult
 from .coverage import KIND_TEXT, Coverage, scan_coverage
-from .neighbours import Neighbours, neighbour_name, neighbour_names
+from .neighbours import Neighbours, neighbour_name
 
 #: Smallest plausible volume (mL) of a whole structure as a model outlines it, keyed by the
 #: concept's name without its side (knowledge tree preferred name or the engine's term).
@@ -272,19 +272,13 @@ def _implausible(part: np.ndarray, facts: StructureFacts, volume: Volume, covera
     return ""
 
 
-def rival_names(prompt) -> tuple[str, ...]:
-    """The neighbours the presence step compares a prompt's structure with (names for the engine
-    to resolve to its own terms and ask in the same run; see :mod:`.neighbours`)."""
-    return neighbour_names(structure_facts(prompt))
-
-
 def apply_presence(result: EngineResult, volume: Volume, rules: PresenceRules | None = None,
                    modality: str | None = None, cropped: bool = False,
-                   rival_probs: Mapping[str, np.ndarray] | None = None) -> EngineResult:
+                   neighbour_probs: Mapping[str, np.ndarray] | None = None) -> EngineResult:
     """Decide found / not found for every prompt of ``result`` (in place; also returned).
 
     ``cropped``: the engine ran on a region of interest only (every structure may be cut).
-    ``rival_probs``: probability maps of neighbours the engine asked only for the neighbour
+    ``neighbour_probs``: probability maps of neighbours the engine asked only for the neighbour
     rules, keyed by :func:`.neighbours.neighbour_name`; the result's own prompts serve too."""
     rules = rules or PresenceRules()
     t = time.perf_counter()
@@ -293,7 +287,7 @@ def apply_presence(result: EngineResult, volume: Volume, rules: PresenceRules | 
         coverage = scan_coverage(volume, modality or result.info.get("modality") or volume.modality)
     report: dict[str, dict] = {}
     facts_of = {key: structure_facts(result.prompts.get(key, key)) for key in result.masks}
-    by_name = dict(rival_probs or {})
+    by_name = dict(neighbour_probs or {})
     for key, f in facts_of.items():  # the run's own prompts, before any is changed
         if key in result.probabilities:
             by_name.setdefault(neighbour_name(f), result.probabilities[key])

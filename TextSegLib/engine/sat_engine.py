@@ -168,11 +168,11 @@ class SATEngine:
         resolved = engine_prompts(self, prompts, modality)
         texts = [p.text for p in resolved]
         terms = [p.term for p in resolved]
-        # the presence step's rival check: neighbours the model confuses a structure with are
-        # asked in the same pass (only their probabilities are kept, for the check)
-        rivals = self._rival_terms(resolved, modality) if self.presence is not None else {}
-        texts += [f"\0rival:{name}" for name in rivals]
-        terms += list(rivals.values())
+        # the presence step's neighbour rules (engine/neighbours.py): the structures they compare
+        # with are asked in the same pass; only their probabilities are kept, for the rules
+        neighbours = self._neighbour_terms(resolved, modality) if self.presence is not None else {}
+        texts += [f"\0neighbour:{name}" for name in neighbours]
+        terms += list(neighbours.values())
         timings: dict[str, float] = {}
         if cancel is not None:
             cancel.check()
@@ -251,10 +251,10 @@ class SATEngine:
             "roi_box": box,
             **tiles,
         }
-        rival_probs = {}
-        for name in rivals:
-            key = f"\0rival:{name}"
-            rival_probs[name] = probs.pop(key)
+        neighbour_probs = {}
+        for name in neighbours:
+            key = f"\0neighbour:{name}"
+            neighbour_probs[name] = probs.pop(key)
             masks.pop(key), found.pop(key), reasons.pop(key)
         result = EngineResult(masks=masks, probabilities=probs, timings=timings, info=info, found=found,
                               reasons=reasons, prompts={p.text: p for p in resolved})
@@ -262,25 +262,26 @@ class SATEngine:
             from .presence import apply_presence
 
             apply_presence(result, volume, self.presence, modality=modality, cropped=roi_ras is not None,
-                           rival_probs=rival_probs)
+                           neighbour_probs=neighbour_probs)
         return result
 
-    def _rival_terms(self, resolved: Sequence, modality: str) -> dict[str, str]:
-        """``{rival name: this model's term}`` for the presence step's rival check, for the
-        rivals of ``resolved`` that the model knows and that are not asked anyway."""
+    def _neighbour_terms(self, resolved: Sequence, modality: str) -> dict[str, str]:
+        """``{neighbour name: this model's term}`` for the presence step's neighbour rules, for
+        the neighbours of ``resolved`` that the model knows and that are not asked anyway."""
         from ..knowledge.resolved import engine_prompts
-        from .neighbours import neighbour_name
-        from .presence import rival_names, structure_facts
+        from .neighbours import neighbour_name, neighbour_names
+        from .presence import structure_facts
 
-        asked = {neighbour_name(structure_facts(p)) for p in resolved} | {p.term for p in resolved}
+        facts = [structure_facts(p) for p in resolved]
+        asked = {neighbour_name(f) for f in facts} | {p.term for p in resolved}
         vocab = set(self.vocabulary(modality))
         out: dict[str, str] = {}
-        for name in dict.fromkeys(n for p in resolved for n in rival_names(p)):
-            if name in asked or name in out:
+        for name in dict.fromkeys(n for f in facts for n in neighbour_names(f)):
+            if name in asked:
                 continue
             try:
                 (rp,) = engine_prompts(self, [name], modality)
-            except Exception:  # a rival the tree cannot resolve for this model is simply not checked
+            except Exception:  # a neighbour the tree cannot resolve for this model is simply not used
                 continue
             if not rp.free_text and rp.term in vocab and neighbour_name(structure_facts(rp)) == name:
                 out[name] = rp.term
