@@ -1,6 +1,8 @@
 """Helpers for the textseg-mini tests (synthetic cases, shipped-model checks)."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from TextSegLib.models.bundled.cases import Case
@@ -34,3 +36,18 @@ def shipped_model_available() -> bool:
 
     p = resource_path("models", "textseg-mini", must_exist=False)
     return (p / "model.safetensors").is_file() and (p / "config.json").is_file()
+
+
+@contextlib.contextmanager
+def single_thread_bundled_engine():
+    """The shipped textseg-mini engine with torch on 1 thread (the count is restored after)."""
+    import torch
+
+    from TextSegLib.models.bundled import load_bundled_engine
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield load_bundled_engine()
+    finally:
+        torch.set_num_threads(before)

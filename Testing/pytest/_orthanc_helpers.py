@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import requests
 
 PLUGIN_CANDIDATES = ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so",)
@@ -106,3 +107,19 @@ def stop_orthanc(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def skip_module_without_orthanc() -> None:
+    """Skip the calling test module where Debian's Orthanc or its DICOMweb plugin is absent."""
+    if not orthanc_binary() or not dicomweb_plugin():
+        pytest.skip("Debian orthanc + orthanc-dicomweb are not installed here (.ci/run installs them)",
+                    allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory):
+    """A real Orthanc for one test module (import this fixture there), stopped by its PID after it."""
+    server, proc = start_orthanc(tmp_path_factory.mktemp("orthanc"))
+    yield server
+    stop_orthanc(proc)
+    assert proc.poll() is not None

@@ -11,16 +11,14 @@ import pytest
 
 from _dicomseg_helpers import build_series
 from _module_helpers import LungThresholdEngine
-from _orthanc_helpers import dicomweb_plugin, orthanc_binary, start_orthanc, stop_orthanc
+from _orthanc_helpers import orthanc, skip_module_without_orthanc  # noqa: F401 (orthanc: a fixture)
 
 slicer = pytest.importorskip("slicer", reason="PyPI slicer-core is not installed")
 pytest.importorskip("highdicom")
 pytest.importorskip("dicomweb_client")
 os.environ.setdefault("QT_API", "pyside6")
 QtWidgets = pytest.importorskip("Qt.QtWidgets", reason="Qt.py + PySide6 not installed")
-if not orthanc_binary() or not dicomweb_plugin():
-    pytest.skip("Debian orthanc + orthanc-dicomweb are not installed here (.ci/run installs them)",
-                allow_module_level=True)
+skip_module_without_orthanc()
 
 from slicer_bootstrap import make_scene  # noqa: E402
 from TextSegLib.io import read_segmentation, read_volume, write_volume  # noqa: E402
@@ -31,14 +29,6 @@ from TextSegLogicLib.settings import TextSegSettings  # noqa: E402
 from TextSegPanelLib import qt_compat as qc  # noqa: E402
 from TextSegPanelLib.controller import TextSegController  # noqa: E402
 from TextSegPanelLib.panel import TextSegPanel  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory):
-    server, proc = start_orthanc(tmp_path_factory.mktemp("orthanc"))
-    yield server
-    stop_orthanc(proc)
-    assert proc.poll() is not None
 
 
 @pytest.fixture(scope="module")

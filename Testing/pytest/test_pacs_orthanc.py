@@ -7,24 +7,14 @@ import numpy as np
 import pytest
 
 from _dicomseg_helpers import build_series
-from _orthanc_helpers import dicomweb_plugin, orthanc_binary, start_orthanc, stop_orthanc
+from _orthanc_helpers import orthanc, skip_module_without_orthanc  # noqa: F401 (orthanc: a fixture)
 from TextSegLib.cli.main import main
 from TextSegLib.io import read_segmentation, read_volume, write_dicom_seg
 from TextSegLib.pacs import PacsClient, PacsError, resolve_settings
 from TextSegLib.segmentation import Segment, Segmentation
 
 pytest.importorskip("dicomweb_client")
-if not orthanc_binary() or not dicomweb_plugin():
-    pytest.skip("Debian orthanc + orthanc-dicomweb are not installed here (.ci/run installs them)",
-                allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory):
-    server, proc = start_orthanc(tmp_path_factory.mktemp("orthanc"))
-    yield server
-    stop_orthanc(proc)
-    assert proc.poll() is not None
+skip_module_without_orthanc()
 
 
 @pytest.fixture(scope="module")

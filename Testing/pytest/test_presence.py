@@ -14,7 +14,7 @@ from TextSegLib.engine.presence import PresenceRules, apply_presence, structure_
 from TextSegLib.knowledge.resolved import resolve_prompts
 from TextSegLib.volume import Volume
 
-from _bundled_helpers import shipped_model_available
+from _bundled_helpers import shipped_model_available, single_thread_bundled_engine
 
 DATA = Path(__file__).resolve().parents[1] / "Data"
 SP = 3.0  # mm, synthetic scans
@@ -170,7 +170,7 @@ def test_structures_without_probabilities_use_the_anatomy_rules_only():
 def test_component_the_model_rates_a_rival_higher_on_is_dropped():
     """A colon loop called "small intestine" while "colon" is more likely there: dropped; the
     loops where "small intestine" wins are kept; a rival asked only for the check
-    (``rival_probs``) counts like one of the run's own prompts."""
+    (``neighbour_probs``) counts like one of the run's own prompts."""
     vol = trunk_ct()
     lower = block(vol.shape, (50, 20, 1), (60, 30, 10))  # 900 voxels = 24 mL
     upper = block(vol.shape, (50, 20, 13), (60, 30, 22))  # apart from ``lower``
@@ -178,7 +178,7 @@ def test_component_the_model_rates_a_rival_higher_on_is_dropped():
     colon = np.zeros(vol.shape, np.float16)
     colon[upper] = 0.99
     res.probabilities["small intestine"][upper] = 0.8
-    apply_presence(res, vol, rival_probs={"colon": colon})
+    apply_presence(res, vol, neighbour_probs={"colon": colon})
     assert res.is_found("small intestine") and res.masks["small intestine"].sum() == lower.sum()
     assert any("colon more likely" in d for d in res.info["presence"]["small intestine"]["dropped"])
 
@@ -203,7 +203,7 @@ def test_pelvic_and_limb_structures_at_the_liver_level_are_dropped():
     assert res.is_found("right femur") and res.masks["right femur"].sum() == low.sum()
     assert any("slices through the liver" in d for d in res.info["presence"]["right femur"]["dropped"])
     alone = _result({"right femur": femur})
-    apply_presence(alone, vol, rival_probs={"liver": (liver * 0.9).astype(np.float16)})
+    apply_presence(alone, vol, neighbour_probs={"liver": (liver * 0.9).astype(np.float16)})
     assert not alone.is_found("right femur") and "slices through the liver" in alone.reasons["right femur"]
 
 
@@ -240,17 +240,20 @@ def test_lumbar_spine_beside_ribs_is_thoracic():
     rib = np.zeros(vol.shape, np.float16)
     rib[block(vol.shape, (62, 14, 2), (64, 18, 22))] = 0.9  # 6 mm beside the vertebra, every slice
     res = _result({"lumbar spine": spine})
-    apply_presence(res, vol, rival_probs={"rib": rib})
+    apply_presence(res, vol, neighbour_probs={"rib": rib})
     assert not res.is_found("lumbar spine") and "rib-bearing" in res.reasons["lumbar spine"]
 
     rib[:, :, 5:] = 0  # the 12th rib beside the top slices only
     res = _result({"lumbar spine": spine})
-    apply_presence(res, vol, rival_probs={"rib": rib})
+    apply_presence(res, vol, neighbour_probs={"rib": rib})
     assert res.is_found("lumbar spine") and res.masks["lumbar spine"].sum() == spine.sum()
 
 
 def test_engine_asks_rivals_in_the_same_pass_and_returns_only_the_prompts():
-    from TextSegLib.engine.presence import rival_names
+    from TextSegLib.engine.neighbours import neighbour_names
+
+    def rival_names(prompt):
+        return neighbour_names(structure_facts(prompt))
     from TextSegLib.engine.sat_engine import SATEngine
 
     si, femur, liver, colon = resolve_prompts(["small bowel", "right femur", "liver", "colon"], modality="ct")
@@ -259,16 +262,16 @@ def test_engine_asks_rivals_in_the_same_pass_and_returns_only_the_prompts():
     assert rival_names(colon) == ("small intestine", "stomach", "duodenum")
 
     class Vocab(SATEngine):
-        def __init__(self):  # only what _rival_terms reads
+        def __init__(self):  # only what _neighbour_terms reads
             self._vocabulary = {"ct": ["small intestine", "colon", "liver", "right femur", "kidney, left"]}
             self.queries = None
             self.name = "vocab"
 
     eng = Vocab()
     # only what this model knows (no duodenum, stomach, spleen or right kidney), by the model's term
-    assert eng._rival_terms([si], "ct") == {"colon": "colon", "liver": "liver", "left kidney": "kidney, left"}
-    assert eng._rival_terms([femur], "ct") == {"liver": "liver"}
-    assert eng._rival_terms(resolve_prompts(["colon", "small intestine"], modality="ct"), "ct") == {
+    assert eng._neighbour_terms([si], "ct") == {"colon": "colon", "liver": "liver", "left kidney": "kidney, left"}
+    assert eng._neighbour_terms([femur], "ct") == {"liver": "liver"}
+    assert eng._neighbour_terms(resolve_prompts(["colon", "small intestine"], modality="ct"), "ct") == {
         "liver": "liver", "left kidney": "kidney, left"}  # each other's rivals are asked anyway
 
 
@@ -278,14 +281,8 @@ needs_model = pytest.mark.skipif(not shipped_model_available(),
 
 @pytest.fixture(scope="module")
 def engine():
-    import torch
-
-    from TextSegLib.models.bundled import load_bundled_engine
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield load_bundled_engine()
-    torch.set_num_threads(before)
+    with single_thread_bundled_engine() as engine:
+        yield engine
 
 
 @needs_model

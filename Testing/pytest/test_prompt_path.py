@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _bundled_helpers import single_thread_bundled_engine
 from TextSegLib.cli.main import main
 from TextSegLib.errors import ModalityError
 from TextSegLib.knowledge import default_tree, suggest
@@ -111,14 +112,8 @@ def _cropped_sample(tmp_path):
 
 @pytest.fixture(scope="module")
 def bundled():
-    import torch
-
-    from TextSegLib.models.bundled import load_bundled_engine
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield load_bundled_engine()
-    torch.set_num_threads(before)
+    with single_thread_bundled_engine() as engine:
+        yield engine
 
 
 def test_typed_form_gives_the_mask_of_the_full_name(bundled, tmp_path):
