@@ -12,12 +12,21 @@ requests to it from timer ticks. Local and remote runs then differ only by addre
   one line (:class:`EngineProcessError`) naming the exit code and the last line of its log;
   the next run starts a fresh process.
 * The model loads once, at start, and stays loaded until :meth:`stop` (module cleanup,
-  application exit, or a change of model, device, folder or interpreter). On Linux the
-  process also dies with its parent.
+  application exit, or a change of model, device, folder or interpreter).
+* Inside Slicer the interpreter is CTK's launcher, which starts the real interpreter as its
+  child and forwards no signal: :meth:`stop` ends the whole process tree
+  (:func:`~.proctree.kill_tree`), and the server gets ``--parent-pid`` (this process), so
+  it also ends when Slicer crashes. The environment is Slicer's startup environment for
+  an interpreter that is not Slicer's own (:mod:`.child_env`).
+* The log in the temp folder is deleted when the process is stopped; after a crash the
+  last one is kept, and the error names it.
+* :func:`engine_leftovers` lists what is still alive or bound after the stops so far
+  (benchmarks, tests).
 """
 from __future__ import annotations
 
 import atexit
+import collections
 import os
 import secrets
 import socket
@@ -32,9 +41,15 @@ from typing import Any
 
 from TextSegLib.errors import RemoteError
 
+from .child_env import child_environment, popen_options
+from .proctree import Tree, kill_tree, leftovers
+
 #: the folder holding the TextSegLib package this module uses (put first on the engine's path)
 LIB_PARENT = Path(__import__("TextSegLib").__file__).resolve().parents[1]
 _LIVE: "weakref.WeakSet[EngineProcess]" = weakref.WeakSet()
+#: (process tree before the stop, port) of the recent stops, for :func:`engine_leftovers`
+STOPPED: "collections.deque[tuple[Tree, int]]" = collections.deque(maxlen=64)
+_KEPT_LOG: list[Path] = []  # the last crash log (older ones are deleted)
 
 
 class EngineProcessError(RemoteError):
@@ -59,14 +74,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    try:
-        import ctypes
-        import signal
+def engine_leftovers(wait_s: float = 10.0) -> list[str]:
+    """Processes still alive and ports still bound from every engine stop so far (empty: none)."""
+    trees = [t for t, _ in STOPPED]
+    return leftovers(trees, [port for _, port in STOPPED], wait_s=wait_s)
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+
+def keep_crash_log(path: Path | None) -> None:
+    """Keep ``path`` (a crashed process's log) and delete the one kept before."""
+    if path is None:
+        return
+    for old in [p for p in _KEPT_LOG if p != path]:
+        old.unlink(missing_ok=True)
+        _KEPT_LOG.remove(old)
+    if path not in _KEPT_LOG:
+        _KEPT_LOG.append(path)
 
 
 class EngineProcess:
@@ -102,7 +124,7 @@ class EngineProcess:
     def command(self) -> list[str]:
         c = self.config
         cmd = [c.python or sys.executable, "-m", "TextSegLib.cli.main", "serve", "--host", "127.0.0.1",
-               "--port", str(self.port), "--device", c.device or "auto"]
+               "--port", str(self.port), "--device", c.device or "auto", "--parent-pid", str(os.getpid())]
         cmd += ["--model-path", c.model_dir] if c.model_dir else ["--model", c.model]
         return cmd
 
@@ -111,27 +133,25 @@ class EngineProcess:
         if self.running():
             return
         if self.proc is not None:  # it died since the last run: say so once, then start a new one
-            tail = self.log_tail()
             self.last_error = (f"The TextSeg engine process (PID {self.proc.pid}) had stopped with exit code "
-                               f"{self.proc.returncode}{': ' + tail if tail else ''}; restarted.")
+                               f"{self.proc.returncode}{self._crash_detail()}; restarted.")
+            self.stop(keep_log=True)  # what the dead launcher had started goes too
         self._close()
         self.port = free_port()
         self._token = secrets.token_urlsafe(24)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(LIB_PARENT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        env["TEXTSEG_API_KEY"] = self._token
-        env.setdefault("HF_HUB_OFFLINE", "1")
+        extra = {"TEXTSEG_API_KEY": self._token}
         if self.config.threads:
-            env["OMP_NUM_THREADS"] = str(self.config.threads)
+            extra["OMP_NUM_THREADS"] = str(self.config.threads)
+        env = child_environment(self.config.python, LIB_PARENT, extra, defaults={"HF_HUB_OFFLINE": "1"})
         fd, name = tempfile.mkstemp(prefix="textseg-engine-", suffix=".log")
         self._log_path = Path(name)
         self._log = os.fdopen(fd, "w")
         try:
             self.proc = subprocess.Popen(
                 self.command(), env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                cwd=tempfile.gettempdir(), preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                cwd=tempfile.gettempdir(), **popen_options())
         except OSError as exc:
-            self._close()
+            self._close(delete_log=True)
             raise EngineProcessError(f"The TextSeg engine could not be started with {self.command()[0]} ({exc}).",
                                      "Check the engine Python in TextSeg's Settings (empty = Slicer's own).") from None
         self._started_at = time.monotonic()
@@ -148,6 +168,12 @@ class EngineProcess:
         rows = [r.strip() for r in text.splitlines() if r.strip()]
         return " | ".join(rows[-lines:])
 
+    def _crash_detail(self) -> str:
+        """': <last log line> (log: <path>)' for a process that died by itself."""
+        tail = self.log_tail()
+        where = f" (log: {self._log_path})" if self._log_path is not None else ""
+        return f"{': ' + tail if tail else ''}{where}"
+
     def check(self, grace_s: float = 0.0) -> str:
         """'ready' or 'starting' (non-blocking); raises :class:`EngineProcessError` if it died.
 
@@ -161,17 +187,17 @@ class EngineProcess:
             except subprocess.TimeoutExpired:
                 code = None
         if code is not None:
-            tail = self.log_tail()
             self.last_error = (f"The TextSeg engine process (PID {self.proc.pid}) stopped with exit code {code}"
-                               f"{': ' + tail if tail else ''}. It will be restarted on the next run.")
-            self._close()
+                               f"{self._crash_detail()}. It will be restarted on the next run.")
+            self.stop(keep_log=True)  # what the dead launcher had started goes too
             raise EngineProcessError(self.last_error)
         if self._ready:
             return "ready"
         if time.monotonic() - self._started_at > self.startup_timeout_s:
-            self.stop()
+            log = self._log_path
+            self.stop(keep_log=True)
             raise EngineProcessError(f"The TextSeg engine did not start within {self.startup_timeout_s:.0f} s.",
-                                     "See the engine log, or pick a smaller model.")
+                                     f"See the engine log {log}, or pick a smaller model.")
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.05):
                 pass
@@ -205,19 +231,19 @@ class EngineProcess:
                 raise EngineProcessError("The TextSeg engine did not become ready in time.")
             time.sleep(poll_s)
 
-    def stop(self) -> None:
-        """Stop the process (SIGTERM, then SIGKILL after 5 s) and forget it."""
+    def stop(self, keep_log: bool = False) -> None:
+        """Stop the process and all it started (SIGTERM, then SIGKILL after 5 s; Windows:
+        ``taskkill /T /F``) and forget it. Its log is deleted, unless it had crashed already."""
         proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        self._close()
+        if proc is not None:
+            crashed = proc.poll() not in (None, 0)
+            STOPPED.append((kill_tree(proc, grace_s=5.0), self.port))
+            self._close(keep_log=keep_log or crashed, delete_log=True)
+        else:
+            self._close()
 
-    def _close(self) -> None:
+    def _close(self, keep_log: bool = False, delete_log: bool = False) -> None:
+        """Forget the process; ``keep_log``: keep its log as the last crash log, ``delete_log``: delete it."""
         self.proc = None
         self._ready = False
         self._client = None
@@ -227,6 +253,10 @@ class EngineProcess:
             except OSError:
                 pass
             self._log = None
+        if keep_log:
+            keep_crash_log(self._log_path)
+        elif delete_log and self._log_path is not None:
+            self._log_path.unlink(missing_ok=True)
 
     def __del__(self) -> None:  # pragma: no cover - best effort
         try:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import time
 
 import click
 
@@ -84,15 +86,20 @@ def bind_socket(host: str, port: int) -> socket.socket:
 @click.option("--ray-replicas", type=click.IntRange(min=1),
               help="Serve through Ray Serve with N engine replicas (a running cluster via RAY_ADDRESS, else local).")
 @click.option("--ray-gpus-per-replica", default=0.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--parent-pid", type=click.IntRange(min=1),
+              help="Stop when the process with this PID ends (the Slicer module passes Slicer's own).")
 def command(host: str, port: int, model_name: str | None, model_path: str | None, device: str, api_key: str | None,
             max_upload_mb: float, max_voxels: int | None, max_queued: int, per_client: int | None,
             result_budget_mb: float, result_ttl_s: float, image_cache_mb: float, ray_replicas: int | None,
-            ray_gpus_per_replica: float) -> None:
+            ray_gpus_per_replica: float, parent_pid: int | None) -> None:
     """Serve a model over HTTP for RemoteEngine / the Slicer module."""
     import uvicorn
 
     key = key_from_env(api_key)
     check_bind(host, key)
+    running: dict = {}  # the uvicorn server, once it exists (the parent watch stops it)
+    if parent_pid:
+        watch_parent(parent_pid, running)
     sock = bind_socket(host, port)  # a busy port is reported before the model loads
     if ray_replicas:
         sock.close()
@@ -113,6 +120,22 @@ def command(host: str, port: int, model_name: str | None, model_path: str | None
         where = ", ".join(devices) if len(devices) > 1 else str(getattr(engine, "device", "?"))
         click.echo(f"TextSeg server: model {engine.name} on {where}, listening on http://{host}:{port} "
                    f"({'API key required' if key_from_env(api_key) else 'no API key, loopback only'})", err=True)
-        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+        running["server"] = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        running["server"].run(sockets=[sock])
     finally:
         sock.close()
+
+
+def watch_parent(pid: int, running: dict, grace_s: float = 5.0) -> None:
+    """When process ``pid`` ends, stop the server (``running["server"]``) or, before it serves, exit."""
+    from .parent_watch import watch
+
+    def gone() -> None:
+        click.echo(f"TextSeg server: the parent process {pid} has ended; stopping.", err=True)
+        server = running.get("server")
+        if server is not None:
+            server.should_exit = True  # uvicorn's own graceful shutdown
+            time.sleep(grace_s)
+        os._exit(0)  # still loading the model, or the shutdown hangs: nothing here needs saving
+
+    watch(pid, gone)
