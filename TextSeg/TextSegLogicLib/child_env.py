@@ -30,31 +30,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 STARTF_USESHOWWINDOW = 0x00000001  # WinBase.h
 SW_HIDE = 0  # WinUser.h
 
 
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return bool(a and b) and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def uses_slicer_environment(python: str) -> bool:
-    """True when ``python`` is this application's own interpreter (see the module docstring)."""
+    """True when ``python`` is this application's own interpreter (see the module docstring).
+
+    Paths are compared as written (absolute, not resolved): a venv's ``python`` is a symlink
+    to the same binary as its base interpreter, yet it is another interpreter."""
     if not python:
         return True
-    if _same_file(python, sys.executable):
-        return True
-    try:
-        path, home = Path(python).resolve(), Path(sys.prefix).resolve()
-    except OSError:
-        return False
-    return path == home or home in path.parents
+    path, home = os.path.abspath(python), os.path.abspath(sys.prefix)
+    return path == os.path.abspath(sys.executable) or path.startswith(home + os.sep)
 
 
 def startup_environment() -> dict[str, str] | None:
