@@ -65,6 +65,9 @@ def test_stop_ends_launcher_and_interpreter(launchers, mode):
     print(f"launcher ({mode} SIGTERM): stop took {time.monotonic() - t0:.2f} s")
     assert leftovers([tree], [port], wait_s=10) == []
     assert not log.exists()  # a clean stop leaves no log in temp
+    recorded, recorded_port = engine_process.STOPPED[-1]  # what the benchmark's check reads
+    assert recorded_port == port and {m.pid for m in tree.members} <= {m.pid for m in recorded.members}
+    assert engine_process.engine_leftovers(wait_s=10) == []
 
 
 def test_model_switch_and_cleanup_stop_the_old_tree(launchers):
