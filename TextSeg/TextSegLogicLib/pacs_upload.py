@@ -88,22 +88,14 @@ class PacsServer:
     source: str = "TextSeg"  # or "Slicer"
 
 
-def slicer_qsettings() -> Any:
-    """Slicer's application QSettings (``qt.QSettings()``), or None outside Slicer."""
-    try:
-        import qt  # PythonQt's module: present only inside Slicer
-    except ImportError:
-        return None
-    return qt.QSettings()
-
-
 def _value(qsettings: Any, key: str) -> str:
     v = qsettings.value(key, "")
     return "" if v is None else str(v).strip()
 
 
 def slicer_dicomweb_server(qsettings: Any) -> PacsServer | None:
-    """The DICOMweb server of Slicer's DICOM Send dialog, with Slicer's global DICOMweb user and
+    """``qsettings``: Slicer's application ``qt.QSettings()`` (anything with ``value(key, default)``).
+    The DICOMweb server of Slicer's DICOM Send dialog, with Slicer's global DICOMweb user and
     password; None when none is set or its protocol is DIMSE (TextSeg sends over DICOMweb only)."""
     if qsettings is None:
         return None

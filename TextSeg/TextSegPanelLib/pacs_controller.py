@@ -41,7 +41,8 @@ class PacsController:
         self.settings = PacsPanelSettings(store)
         self.ask_consent = ask_consent  # ask(url) -> (allowed, don't ask again); None: refuse unless remembered
         self.file_for_instance = file_for_instance  # None: Slicer's DICOM database
-        self.qsettings = qsettings if qsettings is not None else pacs_upload.slicer_qsettings()  # Slicer's own
+        # Slicer's application settings (where its DICOM Send dialog keeps the server); none outside Slicer
+        self.qsettings = qsettings if qsettings is not None else (qc.QtCore.QSettings() if qc.PYTHONQT else None)
         self.database = database  # None: slicer.dicomDatabase (when open)
         self.python = python  # "" = this interpreter (Slicer's Python: it has highdicom on 5.12)
         self.dicom_reason = dicom_unavailable()  # "" on Slicer >= 5.12
