@@ -28,14 +28,29 @@ JOB, MASKS, RESULT, SEG = "job.json", "masks.npz", "result.json", "seg.dcm"
 
 
 # -- the module's side: what it writes --------------------------------------------------
+def _box(kji: np.ndarray) -> tuple[slice, ...]:
+    """The bounding box of a ``[k, j, i]`` mask (empty slices when it holds nothing)."""
+    flat = kji.reshape(kji.shape[0], -1) if kji.flags.c_contiguous else None
+    ks = np.flatnonzero(flat.any(axis=1) if flat is not None else kji.any(axis=(1, 2)))
+    if ks.size == 0:
+        return (slice(0, 0),) * 3
+    sub = kji[ks[0]:ks[-1] + 1]
+    js, is_ = np.flatnonzero(sub.any(axis=(0, 2))), np.flatnonzero(sub.any(axis=(0, 1)))
+    return slice(ks[0], ks[-1] + 1), slice(js[0], js[-1] + 1), slice(is_[0], is_[-1] + 1)
+
+
 def write_send_job(folder: str | os.PathLike, segmentation, source_files: list[str], url: str) -> Path:
-    """Write a ``send`` job (the segments as packed bits: fast on the GUI thread)."""
+    """Write a ``send`` job. Each mask is stored as the packed bits of its bounding box, read in
+    ``[k, j, i]`` order (the memory order of masks read from MRML): no full-volume copy on the GUI thread."""
     folder = Path(folder)
     segments, arrays = [], {}
     for n, s in enumerate(segmentation):
-        arrays[f"m{n}"] = np.packbits(np.ascontiguousarray(s.mask, dtype=bool).ravel())
+        kji = np.asarray(s.mask, dtype=bool).transpose(2, 1, 0)
+        box = _box(kji)
+        arrays[f"m{n}"] = np.packbits(np.ascontiguousarray(kji[box]))
         segments.append({"name": s.name, "terminology": s.terminology, "color": list(s.color) if s.color else None,
-                         "concept_id": s.concept_id, "meta": s.meta})
+                         "concept_id": s.concept_id, "meta": s.meta,
+                         "box": [[int(b.start), int(b.stop)] for b in box]})
     np.savez(folder / MASKS, **arrays)
     job = {"action": "send", "url": url, "source_files": list(source_files),
            "shape": list(segmentation.shape), "ijk_to_ras": np.asarray(segmentation.ijk_to_ras).tolist(),
@@ -85,10 +100,13 @@ def _segmentation(folder: Path, job: dict):
     shape = tuple(int(v) for v in job["shape"])
     seg = Segmentation(Geometry(shape, np.asarray(job["ijk_to_ras"], dtype=np.float64)))
     seg.meta = dict(job.get("meta") or {})
-    count = int(np.prod(shape))
     with np.load(folder / MASKS) as packed:
         for n, s in enumerate(job["segments"]):
-            mask = np.unpackbits(packed[f"m{n}"], count=count).astype(bool).reshape(shape)
+            box = tuple(slice(a, b) for a, b in s["box"])
+            size = tuple(b.stop - b.start for b in box)
+            kji = np.zeros(shape[::-1], dtype=bool)
+            kji[box] = np.unpackbits(packed[f"m{n}"], count=int(np.prod(size))).astype(bool).reshape(size)
+            mask = kji.transpose(2, 1, 0)
             seg.add(Segment(s["name"], mask, terminology=s.get("terminology") or "",
                             color=tuple(s["color"]) if s.get("color") else None,
                             concept_id=s.get("concept_id"), meta=s.get("meta") or {}), on_conflict="rename")
