@@ -59,6 +59,14 @@ class TextSeg(ScriptedLoadableModule):
             "for Medical Images with Text Prompts') and on 3D Slicer's segmentation and terminology "
             "infrastructure. Test data from TotalSegmentator and slicerio."
         )
+        slicer.app.connect("startupCompleted()", _load_terminology)  # as SlicerTotalSegmentator does
+
+
+def _load_terminology() -> None:
+    """TextSeg's entries into Slicer's terminology selector (TextSegLogicLib.terminology)."""
+    from TextSegLogicLib.terminology import load_terminology
+
+    load_terminology()
 
 
 @parameterNodeWrapper

@@ -75,11 +75,10 @@ def test_export_button_writes_dicom_seg_for_a_dcm_name(tmp_path, monkeypatch):
     by_uid = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID: str(f) for f in folder.iterdir()}
     node.SetAttribute("DICOM.instanceUIDs", " ".join(by_uid))
 
-    class Database:  # stands in for the Slicer application's DICOM database (absent in slicer-core)
-        def fileForInstance(self, uid):  # noqa: N802 (Slicer's name)
-            return by_uid.get(uid, "")
+    from _dicom_database import StandInDICOMDatabase  # ctkDICOMDatabase, absent in slicer-core
 
-    monkeypatch.setattr(slicer, "dicomDatabase", Database(), raising=False)
+    database = StandInDICOMDatabase(tmp_path / "db", by_uid)
+    monkeypatch.setattr(slicer, "dicomDatabase", database, raising=False)
     logic = TextSegLogic(**env.logics(), engine=LungThresholdEngine())
     seg_node = logic.output_segmentation(node)
     mask = np.zeros(volume.shape, bool)
@@ -91,6 +90,11 @@ def test_export_button_writes_dicom_seg_for_a_dcm_name(tmp_path, monkeypatch):
     ctrl.export(str(out))
     assert qc.text(panel.status_label) == f"Saved DICOM SEG {out} (1 segment(s))"
     assert np.array_equal(read_segmentation(out, reference=volume)["Spleen"].mask, mask)
+    # the SEG is in Slicer's DICOM database, beside its series, by Slicer's own call (CTK's defaults)
+    assert database.inserted == [(str(out), True, True, True, "")]
+    seg_uid = str(pydicom.dcmread(out, stop_before_pixels=True).SOPInstanceUID)
+    assert database.fileForInstance(seg_uid).startswith(str(tmp_path / "db"))
+    assert database.series[volume.meta["StudyInstanceUID"]] == {pydicom.dcmread(out).SeriesInstanceUID}
     ctrl.export(str(out))
     assert "already exists" in qc.text(panel.status_label)
     node.SetAttribute("DICOM.instanceUIDs", "")

@@ -66,3 +66,46 @@ def install_missing(
     if pip:
         pip_install(pip)
     return True
+
+
+# -- DICOM SEG export / import and Send to PACS --------------------------------------------------
+#: import name -> (distribution, lowest version the code runs with); pyproject's ``dicom`` extra.
+#: highdicom 0.27 is the first with ``CIELabColor.from_rgb`` / ``to_rgb`` (segment colours) and it
+#: needs pydicom >= 3.0.1, which Slicer 5.10 does not have (it pins pydicom 2.4.4).
+DICOM_NEEDS: dict[str, tuple[str, str]] = {"pydicom": ("pydicom", "3.0.1"), "highdicom": ("highdicom", "0.27"),
+                                           "dicomweb_client": ("dicomweb-client", "0.59")}
+DICOM_SLICER = "5.12"
+DICOM_ALTERNATIVE = "Export to .seg.nrrd or NIfTI still works."
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    out = []
+    for part in text.split("."):
+        digits = "".join(ch for ch in part if ch.isdigit()) if part[:1].isdigit() else ""
+        if not digits:
+            break
+        out.append(int(digits))
+    return tuple(out)
+
+
+def _installed(distribution: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def dicom_unavailable(version: Callable[[str], str | None] | None = None) -> str:
+    """'' when DICOM SEG export, SEG import and Send to PACS can run in this Python, else one line
+    saying why (3D Slicer 5.12 ships what they need; 5.10 has pydicom 2.4.4 and no highdicom)."""
+    version = version or _installed
+    found = {name: version(dist) for name, (dist, _) in DICOM_NEEDS.items()}
+    short = [name for name, (_, low) in DICOM_NEEDS.items()
+             if found[name] is None or _version_tuple(found[name] or "") < _version_tuple(low)]
+    if not short:
+        return ""
+    here = " and ".join(f"{DICOM_NEEDS[n][0]} {found[n]}" if found[n] else f"no {DICOM_NEEDS[n][0]}" for n in short)
+    return (f"DICOM SEG export, SEG import and Send to PACS need 3D Slicer {DICOM_SLICER} or later "
+            f"(it ships highdicom 0.27 with pydicom 3); this Slicer has {here}. {DICOM_ALTERNATIVE}")

@@ -6,9 +6,16 @@ attribute (set by Slicer's DICOM import) and the DICOM database
 lookup themselves. Segments TextSeg made and nobody changed are
 ``AUTOMATIC``; refined or edited ones ``SEMIAUTOMATIC``; segments drawn by the
 user ``MANUAL``.
+
+Policy (docs/slicer-seams-dicom.md): these features need 3D Slicer 5.12 or later, which ships
+highdicom 0.27 and pydicom 3; on 5.10 (pydicom 2.4.4, no highdicom) :func:`require_dicom` refuses
+with one line and the panel disables them. Every SEG written here is inserted into Slicer's DICOM
+database (``ctkDICOMDatabase.insert(filePath)``, as Slicer's own DICOMSegmentationPlugin does), so
+the DICOM browser lists it beside its series.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 from TextSegLib.io.dicomseg import DicomSegError, SegWriteReport, write_dicom_seg
@@ -16,6 +23,40 @@ from TextSegLib.segmentation import Segment, Segmentation
 
 from . import mrml_io
 from .mrml_io import TAG_CREATED_BY, TAG_DIGEST, TAG_PROMPT, segment_tag
+
+
+def require_dicom() -> None:
+    """Raise the one-line reason when this Slicer cannot write or read DICOM SEG (5.10)."""
+    from .deps import dicom_unavailable
+
+    reason = dicom_unavailable()
+    if reason:
+        raise DicomSegError(reason)
+
+
+def slicer_database() -> Any:
+    """``slicer.dicomDatabase`` when Slicer's DICOM database is open, else None."""
+    try:
+        import slicer
+    except ImportError:
+        return None
+    database = getattr(slicer, "dicomDatabase", None)
+    if database is None or (hasattr(database, "isOpen") and not database.isOpen):
+        return None
+    return database
+
+
+def add_to_database(path: str, database: Any = None) -> bool:
+    """Insert a written DICOM SEG into Slicer's DICOM database (``database``: a ctkDICOMDatabase,
+    default ``slicer.dicomDatabase``). ``insert(filePath)`` with CTK's defaults copies the file
+    into the database folder, so the SEG stays listed when ``path`` is removed later. False when
+    no database is open (scripts, tests without Slicer)."""
+    database = database if database is not None else slicer_database()
+    if database is None:
+        return False
+    database.insert(str(path))
+    logging.info("TextSeg: added %s to the DICOM database", path)
+    return True
 
 
 def source_files(volume_node: Any, file_for_instance: Callable[[str], str] | None = None) -> list[str]:
@@ -66,11 +107,15 @@ def segmentation_from_node(logic: Any, volume_node: Any, segmentation_node: Any)
 
 def export_dicom_seg(logic: Any, volume_node: Any, segmentation_node: Any, path: str, *,
                      segmentation_type: str = "BINARY", overwrite: bool = False,
-                     file_for_instance: Callable[[str], str] | None = None) -> SegWriteReport:
-    """Write the segmentation node as a DICOM SEG referencing the volume's source series."""
+                     file_for_instance: Callable[[str], str] | None = None, database: Any = None) -> SegWriteReport:
+    """Write the segmentation node as a DICOM SEG referencing the volume's source series, and
+    insert it into the DICOM database (``database``, default ``slicer.dicomDatabase``)."""
+    require_dicom()
     files = source_files(volume_node, file_for_instance)
     seg = segmentation_from_node(logic, volume_node, segmentation_node)
-    return write_dicom_seg(seg, files, path, segmentation_type=segmentation_type, overwrite=overwrite)
+    report = write_dicom_seg(seg, files, path, segmentation_type=segmentation_type, overwrite=overwrite)
+    add_to_database(str(report.path), database)
+    return report
 
 
 def send_to_pacs(path: str, url: str, token: str | None = None, user: str | None = None) -> list[str]:
@@ -89,7 +134,10 @@ def import_dicom_seg(logic: Any, path: str, volume_node: Any = None, name: str |
     from pathlib import Path
 
     from TextSegLib.io import read_segmentation
+    from TextSegLib.io.dicomseg_read import is_dicom_file
 
+    if is_dicom_file(path):
+        require_dicom()
     reference = logic.volume(volume_node, "") if volume_node is not None else None
     seg = read_segmentation(path, reference=reference)
     if volume_node is not None:

@@ -1,20 +1,19 @@
-"""Slicer's "Send to PACS": DICOMweb server settings, per-server consent, test and STOW (Qt-free).
+"""Slicer's "Send to PACS": DICOMweb server settings, per-server consent, what to send (Qt-free).
 
 The server URL and user name are kept in the module's settings store; the
 password or token is never stored there (like the remote API key it lives
 only in the Settings field for the session). Leave the field empty to use the
 library's own sources instead: ``TEXTSEG_DICOMWEB_TOKEN`` / ``TEXTSEG_DICOMWEB_USER``
-or the ``~/.textseg/dicomweb.json`` config file (which must be ``chmod 600``).
+or the ``~/.textseg/dicomweb.json`` config file (which must be ``chmod 600``). Leave the URL
+empty to use the DICOMweb server of Slicer's own DICOM Send dialog (:func:`slicer_dicomweb_server`).
+The network work itself runs in a child process (:mod:`.pacs_process`).
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from TextSegLib.errors import TextSegError
 from TextSegLib.segmentation import Segmentation
 
 from .settings import PREFIX, AskConsent, ensure_upload_consent
@@ -69,66 +68,61 @@ def ensure_pacs_consent(settings: PacsPanelSettings, url: str, ask: AskConsent |
     return ensure_upload_consent(settings, url, ask)  # type: ignore[arg-type]  # same two methods
 
 
-def client_for(url: str, user: str = "", secret: str = "") -> Any:
-    """A PacsClient; ``user`` + ``secret`` is HTTP Basic, ``secret`` alone a bearer token."""
-    from TextSegLib.pacs import PacsClient, resolve_settings
-
-    if not url.strip():
-        raise TextSegError("No DICOMweb server is set.", "Enter its URL under Settings > PACS (DICOMweb).")
-    return PacsClient(resolve_settings(url.strip(), **_auth(user, secret)))
-
-
-def _auth(user: str, secret: str) -> dict[str, str | None]:
-    user, secret = user.strip(), secret.strip()
-    if user:
-        return {"token": None, "user": f"{user}:{secret}" if secret else user}
-    return {"token": secret or None, "user": None}
-
-
-def check_connection(url: str, user: str = "", secret: str = "") -> tuple[bool, str]:
-    """One QIDO-RS query; ``(True, 'Connected to ...')`` or ``(False, one-line error)``."""
-    try:
-        client = client_for(url, user, secret)
-        studies = client.find_studies(limit=1)
-    except TextSegError as exc:
-        return False, one_line(str(exc), secret)
-    except Exception as exc:  # noqa: BLE001 - shown as one line
-        return False, one_line(f"{url}: connection test failed ({type(exc).__name__}).", secret)
-    cfg = client.settings
-    auth = "bearer token" if cfg.token else (f"user {cfg.username}" if cfg.username else "no credentials")
-    found = "has studies" if studies else "has no studies yet"
-    return True, f"Connected to {client.settings.url} (DICOMweb QIDO-RS answered, {auth}; the server {found})."
+# -- Slicer's own DICOM settings (used when TextSeg has no server of its own) ------------------
+#: Slicer's DICOM Send dialog (Modules/Scripted/DICOMLib/DICOMSendDialog.py, 5.10 and 5.12) keeps
+#: the server address and protocol ("DIMSE" or "DICOMweb") under these QSettings keys
+SLICER_SEND_URL = "DICOM/Send/URL"
+SLICER_SEND_PROTOCOL = "DICOM/Send/Protocol"
+#: DICOMLib.DICOMUtils.getGlobalDICOMAuth (HTTP Basic for DICOMweb) reads these keys
+SLICER_DICOMWEB_USER = "GLOBAL_DICOMWEB_USER_KEY"
+SLICER_DICOMWEB_PASSWORD = "GLOBAL_DICOMWEB_PASSWORD_KEY"
 
 
 @dataclass
-class PreparedSeg:
-    """What the main thread reads from MRML before the upload runs on a worker thread."""
+class PacsServer:
+    """Where Send to PACS goes: TextSeg's own fields or Slicer's DICOM Send setting."""
 
-    segmentation: Segmentation
-    source_files: list[str]
+    url: str
+    user: str = ""
+    secret: str = ""
+    source: str = "TextSeg"  # or "Slicer"
+
+
+def _value(qsettings: Any, key: str) -> str:
+    v = qsettings.value(key, "")
+    return "" if v is None else str(v).strip()
+
+
+def slicer_dicomweb_server(qsettings: Any) -> PacsServer | None:
+    """``qsettings``: Slicer's application ``qt.QSettings()`` (anything with ``value(key, default)``).
+    The DICOMweb server of Slicer's DICOM Send dialog, with Slicer's global DICOMweb user and
+    password; None when none is set or its protocol is DIMSE (TextSeg sends over DICOMweb only)."""
+    if qsettings is None:
+        return None
+    url = _value(qsettings, SLICER_SEND_URL)
+    if not url or _value(qsettings, SLICER_SEND_PROTOCOL).lower() != "dicomweb":
+        return None
+    if "://" not in url:  # the dialog accepts "host:port/path"; DICOMSender reads it with QUrl.fromUserInput
+        url = "http://" + url
+    user, password = _value(qsettings, SLICER_DICOMWEB_USER), _value(qsettings, SLICER_DICOMWEB_PASSWORD)
+    return PacsServer(url.rstrip("/"), user, password if user else "", "Slicer")
+
+
+def choose_server(url: str, user: str, secret: str, qsettings: Any) -> PacsServer | None:
+    """TextSeg's server when its URL is set, else Slicer's DICOMweb Send server, else None."""
+    if url.strip():
+        return PacsServer(url.strip().rstrip("/"), user.strip(), secret)
+    return slicer_dicomweb_server(qsettings)
 
 
 def prepare(logic: Any, volume_node: Any, segmentation_node: Any,
-            file_for_instance: Callable[[str], str] | None = None) -> PreparedSeg:
-    """Read the masks and the source DICOM files (MRML access: call on the main thread)."""
-    from .dicom_export import segmentation_from_node, source_files
+            file_for_instance: Callable[[str], str] | None = None) -> tuple[Segmentation, list[str]]:
+    """The masks and the source DICOM files (MRML access: call on the main thread)."""
+    from .dicom_export import require_dicom, segmentation_from_node, source_files
 
+    require_dicom()
     files = source_files(volume_node, file_for_instance)
-    return PreparedSeg(segmentation_from_node(logic, volume_node, segmentation_node), files)
-
-
-def write_and_send(prepared: PreparedSeg, url: str, user: str = "", secret: str = "") -> tuple[int, str]:
-    """Write the DICOM SEG to a temporary folder, STOW-RS it, delete it; ``(segments, server URL)``."""
-    from TextSegLib.io.dicomseg import write_dicom_seg
-
-    from .dicom_export import send_to_pacs
-
-    if not url.strip():
-        raise TextSegError("No DICOMweb server is set.", "Enter its URL under Settings > PACS (DICOMweb).")
-    with tempfile.TemporaryDirectory(prefix="textseg-pacs-") as folder:
-        report = write_dicom_seg(prepared.segmentation, prepared.source_files, os.path.join(folder, "seg.dcm"))
-        send_to_pacs(str(report.path), url.strip(), **_auth(user, secret))
-    return len(report.segments), url.strip().rstrip("/")
+    return segmentation_from_node(logic, volume_node, segmentation_node), files
 
 
 def one_line(message: str, secret: str = "") -> str:

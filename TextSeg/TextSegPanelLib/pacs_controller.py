@@ -1,18 +1,24 @@
 """Drives the panel's PACS widgets: save the server, Test connection, Send to PACS.
 
-MRML is read on the main thread (masks + source file list, short); writing
-the DICOM SEG and the STOW-RS upload run on a worker thread, and a QTimer on
-the main thread reports the result in the status line, as the remote
-"Test connection" does. The password/token is never saved, logged or shown.
+MRML is read on the main thread (masks + source file list, short); the DICOM SEG writing and
+the network run in a child process (:class:`~TextSegLogicLib.pacs_process.PacsProcess`, never a
+Python thread: under PythonQt the GUI thread holds the GIL while Qt idles), and a 100 ms QTimer
+tick polls it without blocking and reports the one-line result. A sent SEG is inserted into
+Slicer's DICOM database. With no server of its own TextSeg uses the DICOMweb server of Slicer's
+DICOM Send dialog. On Slicer 5.10 (no highdicom, pydicom 2.4.4) Send to PACS is disabled with
+the reason. The password/token is never saved, logged or shown.
 """
 from __future__ import annotations
 
-import threading
+import time
 from typing import Any, Callable
 
 from TextSegLib.errors import TextSegError
 from TextSegLogicLib import pacs_upload
-from TextSegLogicLib.pacs_upload import PacsPanelSettings, ensure_pacs_consent
+from TextSegLogicLib.deps import dicom_unavailable
+from TextSegLogicLib.dicom_export import add_to_database
+from TextSegLogicLib.pacs_process import PacsProcess
+from TextSegLogicLib.pacs_upload import PacsPanelSettings, PacsServer, ensure_pacs_consent
 from TextSegLogicLib.settings import AskConsent
 
 from . import qt_compat as qc
@@ -22,11 +28,12 @@ POLL_MS = 100
 
 
 class PacsController:
-    """The PACS part of the TextSeg controller (owns its worker thread and timer)."""
+    """The PACS part of the TextSeg controller (owns its child process and timer)."""
 
     def __init__(self, panel: Any, logic: Any, volume_node: Callable[[], Any], segmentation_node: Callable[[], Any],
                  store: Any = None, ask_consent: AskConsent | None = None,
-                 file_for_instance: Callable[[str], str] | None = None) -> None:
+                 file_for_instance: Callable[[str], str] | None = None, qsettings: Any = None,
+                 database: Any = None, python: str = "") -> None:
         self.panel = panel
         self.logic = logic
         self.volume_node = volume_node
@@ -34,9 +41,15 @@ class PacsController:
         self.settings = PacsPanelSettings(store)
         self.ask_consent = ask_consent  # ask(url) -> (allowed, don't ask again); None: refuse unless remembered
         self.file_for_instance = file_for_instance  # None: Slicer's DICOM database
+        # Slicer's application settings (where its DICOM Send dialog keeps the server); none outside Slicer
+        self.qsettings = qsettings if qsettings is not None else (qc.QtCore.QSettings() if qc.PYTHONQT else None)
+        self.database = database  # None: slicer.dicomDatabase (when open)
+        self.python = python  # "" = this interpreter (Slicer's Python: it has highdicom on 5.12)
+        self.dicom_reason = dicom_unavailable()  # "" on Slicer >= 5.12
         self.last_message = ""
-        self._thread: threading.Thread | None = None
-        self._result: tuple[str, bool, str] | None = None  # (what, ok, message)
+        self.tick_seconds: list[float] = []  # how long each timer tick took (the GUI-thread budget)
+        self._proc: PacsProcess | None = None
+        self._server: PacsServer | None = None
         self.timer = qc.QtCore.QTimer(panel)
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self._poll)
@@ -60,17 +73,25 @@ class PacsController:
 
     @property
     def busy(self) -> bool:
-        return self._thread is not None
+        return self._proc is not None
+
+    def server(self) -> PacsServer | None:
+        """TextSeg's server (the fields), else Slicer's DICOMweb Send server, else None."""
+        url, user, secret = self._fields()
+        return pacs_upload.choose_server(url, user, secret, self.qsettings)
 
     def why_not(self) -> str:
         """Why Send to PACS is unavailable now ('' when it is available)."""
+        if self.dicom_reason:
+            return self.dicom_reason
         seg, volume = self.segmentation_node(), self.volume_node()
         if seg is None or seg.GetSegmentation().GetNumberOfSegments() == 0:
             return "Nothing to send yet: run a segmentation first."
         if volume is None or not (volume.GetAttribute("DICOM.instanceUIDs") or "").strip():
             return "The volume was not loaded from DICOM, so a DICOM SEG cannot reference it (use Export)."
-        if not self._fields()[0]:
-            return "Set the DICOMweb server under Settings > PACS (DICOMweb)."
+        if self.server() is None:
+            return ("Set the DICOMweb server under Settings > PACS (DICOMweb), or choose DICOMweb in "
+                    "Slicer's DICOM Send dialog.")
         return ""
 
     def refresh(self, *_: Any) -> None:
@@ -78,6 +99,12 @@ class PacsController:
         reason = self.why_not()
         self.panel.send_pacs_button.setEnabled(not reason and not self.busy)
         self.panel.send_pacs_button.setToolTip(reason or SEND_TIP)
+        self.panel.pacs_note_label.setText(self.dicom_reason)
+        self.panel.pacs_note_label.setVisible(bool(self.dicom_reason))
+        slicer_server = pacs_upload.slicer_dicomweb_server(self.qsettings)
+        self.panel.pacs_url_edit.setPlaceholderText(
+            f"empty: Slicer's DICOM Send server {slicer_server.url}" if slicer_server else
+            "https://pacs.example.org/dicom-web")
 
     def _report(self, message: str) -> None:
         self.last_message = message
@@ -85,69 +112,91 @@ class PacsController:
 
     # -- actions ----------------------------------------------------------------------
     def test_connection(self) -> None:
-        """Test connection: one QIDO-RS query off the GUI thread."""
+        """Test connection: one QIDO-RS query in a child process."""
         if self.busy:
             return
-        url, user, secret = self._fields()
-        if not url:
+        self._save()
+        server = self.server()
+        if server is None:
             self._report("Enter the DICOMweb server URL first.")
             return
-        self._save()
-        self._start("test", lambda: pacs_upload.check_connection(url, user, secret), f"Connecting to {url} ...")
+        try:
+            proc = PacsProcess.test(server.url, server.user, server.secret, self.python)
+        except OSError as exc:
+            self._report(f"The PACS connection test could not be started ({type(exc).__name__}: {exc}).")
+            return
+        self._start(proc, server, f"Connecting to {server.url} ...")
 
     def send(self) -> None:
-        """Send to PACS: consent (once per server), then write the DICOM SEG and STOW it."""
+        """Send to PACS: consent (once per server), then write the DICOM SEG and STOW it (child process)."""
         if self.busy:
             return
         reason = self.why_not()
         if reason:
             self._report(reason)
             return
-        url, user, secret = self._fields()
         self._save()
-        if not ensure_pacs_consent(self.settings, url, self.ask_consent):
-            self._report(f"Not sent: upload to {url} was not allowed.")
+        server = self.server()
+        assert server is not None  # why_not checked it
+        if not ensure_pacs_consent(self.settings, server.url, self.ask_consent):
+            self._report(f"Not sent: upload to {server.url} was not allowed.")
             return
         try:
-            prepared = pacs_upload.prepare(self.logic, self.volume_node(), self.segmentation_node(),
-                                           self.file_for_instance)
+            segmentation, files = pacs_upload.prepare(self.logic, self.volume_node(), self.segmentation_node(),
+                                                      self.file_for_instance)
+            proc = PacsProcess.send(segmentation, files, server.url, server.user, server.secret, self.python)
         except TextSegError as exc:
-            self._report(pacs_upload.one_line(str(exc), secret))
+            self._report(pacs_upload.one_line(str(exc), server.secret))
             return
+        except OSError as exc:
+            self._report(f"Send to PACS could not be started ({type(exc).__name__}: {exc}).")
+            return
+        self._start(proc, server, f"Sending DICOM SEG to {server.url} ...")
 
-        def work() -> tuple[bool, str]:
-            n, server = pacs_upload.write_and_send(prepared, url, user, secret)
-            return True, f"Sent {n} segment(s) to {server}"
-
-        self._start("send", work, f"Sending DICOM SEG to {url} ...")
-
-    def _start(self, what: str, fn: Callable[[], tuple[bool, str]], message: str) -> None:
-        secret = self._fields()[2]
-
-        def run() -> None:
-            try:
-                ok, text = fn()
-            except TextSegError as exc:
-                ok, text = False, str(exc)
-            except Exception as exc:  # noqa: BLE001 - shown as one line, never a traceback
-                ok, text = False, f"{what} failed: {type(exc).__name__}: {exc}"
-            self._result = (what, ok, pacs_upload.one_line(text, secret))
-
-        self._result = None
+    def _start(self, proc: PacsProcess, server: PacsServer, message: str) -> None:
+        self._proc, self._server = proc, server
         self._report(message)
         self.panel.pacs_test_button.setEnabled(False)
         self.panel.send_pacs_button.setEnabled(False)
-        self._thread = threading.Thread(target=run, name=f"TextSegPacs-{what}", daemon=True)
-        self._thread.start()
         self.timer.start()
 
     def _poll(self) -> None:
-        """Timer slot: when the worker ended, show its one line and re-enable the buttons."""
-        if self._thread is None or self._thread.is_alive():
+        """Timer slot (never blocks): when the child ended, take its SEG into the DICOM database,
+        show its one line and re-enable the buttons."""
+        t0 = time.perf_counter()
+        try:
+            self._step()
+        finally:
+            self.tick_seconds.append(time.perf_counter() - t0)
+
+    def _step(self) -> None:
+        proc, server = self._proc, self._server
+        if proc is None or server is None:
+            self.timer.stop()
             return
-        self._thread = None
+        result = proc.poll()
+        if result is None:
+            return
+        self._proc = self._server = None
         self.timer.stop()
-        _what, _ok, message = self._result or ("", False, "No answer.")
-        self._report(message)
+        message = result.get("message") or "No answer."
+        if result.get("ok") and result.get("seg_path"):
+            try:
+                if add_to_database(result["seg_path"], self.database):
+                    message += "; added to Slicer's DICOM database"
+            except Exception as exc:  # noqa: BLE001 - the SEG is on the PACS; say what failed locally
+                message += f"; not added to the DICOM database ({type(exc).__name__})"
+        if result.get("ok") and server.source == "Slicer":
+            message += " (the DICOMweb server of Slicer's DICOM settings)"
+        proc.cleanup()
+        self._report(pacs_upload.one_line(message, server.secret))
         self.panel.pacs_test_button.setEnabled(True)
         self.refresh()
+
+    def stop(self) -> None:
+        """Module cleanup: stop a running child and remove its files."""
+        self.timer.stop()
+        if self._proc is not None:
+            self._proc.cancel()
+            self._proc.cleanup()
+        self._proc = self._server = None

@@ -22,7 +22,8 @@ def build_pacs_settings(panel: Any, layout: Any) -> None:
     panel.pacs_url_edit = QtWidgets.QLineEdit()
     panel.pacs_url_edit.setObjectName("pacsUrlEdit")
     panel.pacs_url_edit.setPlaceholderText("https://pacs.example.org/dicom-web")
-    panel.pacs_url_edit.setToolTip("DICOMweb root (QIDO-RS / STOW-RS) of the PACS that receives DICOM SEG.")
+    panel.pacs_url_edit.setToolTip("DICOMweb root (QIDO-RS / STOW-RS) of the PACS that receives DICOM SEG. "
+                                   "Empty: the DICOMweb server of Slicer's DICOM Send dialog.")
     form.addRow("Server URL:", panel.pacs_url_edit)
     panel.pacs_user_edit = QtWidgets.QLineEdit()
     panel.pacs_user_edit.setObjectName("pacsUserEdit")
@@ -35,6 +36,11 @@ def build_pacs_settings(panel: Any, layout: Any) -> None:
     panel.pacs_secret_edit.setToolTip("Kept for this session only. Empty: TEXTSEG_DICOMWEB_TOKEN / _USER or "
                                       "~/.textseg/dicomweb.json are used.")
     form.addRow("Password / token:", panel.pacs_secret_edit)
+    panel.pacs_note_label = QtWidgets.QLabel("")  # why DICOM SEG / Send to PACS are off (Slicer 5.10)
+    panel.pacs_note_label.setObjectName("pacsNoteLabel")
+    panel.pacs_note_label.setWordWrap(True)
+    panel.pacs_note_label.setVisible(False)
+    form.addRow(panel.pacs_note_label)
     panel.pacs_test_button = QtWidgets.QPushButton("Test connection")
     panel.pacs_test_button.setObjectName("pacsTestButton")
     form.addRow(panel.pacs_test_button)

@@ -74,13 +74,32 @@ def textseg_version() -> str:
     return __version__
 
 
+#: what the writer and reader call needs: highdicom 0.27 (CIELabColor.from_rgb / to_rgb), which
+#: itself needs pydicom >= 3.0.1 (pyproject's ``dicom`` extra; 3D Slicer >= 5.12 ships both)
+HIGHDICOM_MIN, PYDICOM_MIN = (0, 27), (3, 0, 1)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in (version.split("+")[0].split(".") + ["0", "0"])[:3] if p.isdigit())
+
+
 def _lazy_imports():
     try:
-        import highdicom as hd
         import pydicom
     except ImportError:
-        raise DicomSegError("DICOM SEG needs highdicom and pydicom, which are not installed.",
-                            "Install the extra: pip install 'textseg[dicom]'.") from None
+        pydicom = None
+    if pydicom is not None and _release(pydicom.__version__) < PYDICOM_MIN:
+        raise DicomSegError(f"DICOM SEG needs pydicom >= 3.0.1 and highdicom >= 0.27; this Python has pydicom "
+                            f"{pydicom.__version__} (3D Slicer 5.10 ships pydicom 2.4.4: use Slicer 5.12 or later).",
+                            "Outside Slicer: pip install 'textseg[dicom]'. Or write .seg.nrrd / NIfTI instead.")
+    try:
+        import highdicom as hd
+    except ImportError:
+        hd = None
+    if pydicom is None or hd is None or _release(hd.__version__) < HIGHDICOM_MIN:
+        have = f"highdicom {hd.__version__}" if hd is not None else "no highdicom"
+        raise DicomSegError(f"DICOM SEG needs highdicom >= 0.27 and pydicom >= 3.0.1; this Python has {have}.",
+                            "Install the extra: pip install 'textseg[dicom]' (in Slicer: use 3D Slicer 5.12 or later).")
     return hd, pydicom
 
 
@@ -238,7 +257,7 @@ def write_dicom_seg(segmentation: Segmentation, source, path: str | os.PathLike,
     ``source`` is the Volume the masks were computed on (read from DICOM), the
     series folder, or its files. ``segmentation_type`` is ``BINARY`` (any
     viewer; overlaps allowed) or ``LABELMAP`` (much smaller; no overlaps;
-    needs highdicom ≥ 0.23 and a recent viewer). ``compress`` stores LABELMAP
+    needs a recent viewer). ``compress`` stores LABELMAP
     frames RLE-lossless. Segments with no voxels (not found) are left out and
     listed in the report.
     """
@@ -246,9 +265,6 @@ def write_dicom_seg(segmentation: Segmentation, source, path: str | os.PathLike,
     seg_type = segmentation_type.upper()
     if seg_type not in SEG_TYPES:
         raise DicomSegError(f"DICOM SEG type {segmentation_type!r} is not supported.", "Use BINARY or LABELMAP.")
-    if seg_type == "LABELMAP" and not hasattr(hd.seg.SegmentationTypeValues, "LABELMAP"):
-        raise DicomSegError(f"the installed highdicom {hd.__version__} cannot write LABELMAP segmentations.",
-                            "Upgrade highdicom (pip install 'highdicom>=0.23') or write BINARY.")
     p = check_output_path(path, overwrite, formats={".dcm": "DICOM SEG"})
     files = source_files(source)
     sources = load_sources(files)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from ..errors import TerminologyError
+from .slicer_terms import TEXTSEG_CONTEXT
 from .text import normalize
 
 MODALITY_PREFIXES = ("ct_", "mri_", "pet_", "mr_", "pt_")
@@ -139,7 +140,8 @@ class KnowledgeTree:
             vocab["totalsegmentator"] = tuple(ts)
         ctx, *codes = col["codes"][i]
         cat, typ, mod, reg, regmod = (col["code_table"][x] for x in codes)
-        term = "~".join([self._contexts[ctx], cat, typ, mod, self._contexts[-1], reg, regmod])
+        context = TEXTSEG_CONTEXT if "99TEXTSEG^" in cat + typ + mod else self._contexts[ctx]  # in no Slicer list
+        term = "~".join([context, cat, typ, mod, self._contexts[-1], reg, regmod])
         own = self._names_of.get(i, [])
         src = col["sources"][i]
         parent = col["parent"][i]
