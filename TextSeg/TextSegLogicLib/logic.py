@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 
 from TextSegLib.engine.base import Engine, EngineResult
-from TextSegLib.errors import GeometryError, InputFileError, TextSegError
+from TextSegLib.errors import GeometryError, InputFileError, ModelError, TextSegError
 from TextSegLib.volume import Volume
 
 from . import engines, mrml_io
@@ -130,6 +130,23 @@ class TextSegLogic:
             self.process = EngineProcess(self.engine_config)
         return self.process
 
+    #: Asks for and installs missing Python packages; returns True when they are importable.
+    #: The Slicer widget sets it, and it runs before the first local run (as the peer
+    #: extensions ask), not when the module is entered. None: no check (scripts, tests).
+    ensure_dependencies: Callable[[], bool] | None = None
+    _dependencies_ok = False
+
+    def _check_dependencies(self) -> None:
+        """Before the engine process starts: the packages it imports must be there (asked once)."""
+        if self.ensure_dependencies is None or self._dependencies_ok:
+            return
+        if self.engine_config is not None and self.engine_config.python:
+            return  # an "Engine Python" set in Settings brings its own packages
+        if not self.ensure_dependencies():
+            raise ModelError("TextSeg's Python packages (PyTorch and others) are not installed yet.",
+                             "Accept the install when asked, restart Slicer if it says so, then run again.")
+        self._dependencies_ok = True
+
     def _connect_process(self) -> tuple[Any, bool]:
         process = self._engine_process()
         process.ensure_started()  # a crashed process is restarted here, on the next run
@@ -228,6 +245,7 @@ class TextSegLogic:
             client = self._remote_engine()
             runner = ProcessRunner(lambda: (client, True))
         else:
+            self._check_dependencies()
             process = self._engine_process()
             runner = ProcessRunner(self._connect_process, name=process.config.model, health=lambda: process.check(grace_s=2.0))
         job = SceneJob(volume, resolved, volume_node_id=volume_node.GetID(),
