@@ -6,6 +6,12 @@ per node are kept. A refinement click pushes a :class:`HistoryAction` whose
 ``undo`` / ``redo`` rewrite only the block of voxels that click changed.
 Both kinds share one per-node stack, so Undo always reverts the latest change.
 
+A snapshot is only put back over the state it was taken against: after a run the logic
+calls :meth:`SegmentationHistory.seal`, which records each segment's name, colour and
+voxel digest; Undo (and Redo) refuse, with the segments that differ, when the
+segmentation changed since (a Segment Editor stroke, a rename, a segment added or
+removed), because restoring the whole snapshot would silently discard that edit.
+
 Stacks are keyed by the node's ID *and* the node object itself: after a scene
 close, ``vtkMRMLScene::Clear`` resets the ID counters, so a node of the next
 scene can carry the same ID; its undo stack is then empty (and the logic also
@@ -16,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from TextSegLib.errors import TextSegError
+
 
 @dataclass
 class HistoryAction:
@@ -24,6 +32,14 @@ class HistoryAction:
     label: str
     undo: Callable[[], None]
     redo: Callable[[], None]
+
+
+@dataclass
+class Snapshot:
+    """A deep copy of a segmentation and the fingerprint the node must have for it to be applied."""
+
+    segmentation: Any
+    expected: tuple | None = None  # None: taken before a run that has not been sealed yet
 
 
 class SegmentationHistory:
@@ -47,7 +63,13 @@ class SegmentationHistory:
 
     def save(self, segmentation_node: Any) -> None:
         """Remember the node's current segments (call before changing them)."""
-        self._push(segmentation_node, _snapshot(segmentation_node))
+        self._push(segmentation_node, Snapshot(_snapshot(segmentation_node)))
+
+    def seal(self, segmentation_node: Any) -> None:
+        """The run is imported: its snapshot may only be restored over exactly this state."""
+        stack = self._stacks.get(self._key(segmentation_node)) or []
+        if stack and isinstance(stack[-1], Snapshot):
+            stack[-1].expected = fingerprint(segmentation_node.GetSegmentation())
 
     def push_action(self, segmentation_node: Any, action: HistoryAction) -> None:
         """Record an already applied action (e.g. one refinement click)."""
@@ -100,13 +122,69 @@ class SegmentationHistory:
         if isinstance(entry, HistoryAction):
             (entry.undo if undo else entry.redo)()
             return entry
+        segmentation = segmentation_node.GetSegmentation()
+        if entry.expected is not None:
+            changes = describe_changes(entry.expected, fingerprint(segmentation))
+            if changes:
+                raise TextSegError(
+                    f"{segmentation_node.GetName()} changed since the TextSeg run ({changes}); "
+                    f"{'undoing' if undo else 'redoing'} the run would discard that edit.",
+                    "Undo your edit first (Segment Editor's Undo), or keep the result and delete segments by hand.")
         now = _snapshot(segmentation_node)
         was = segmentation_node.StartModify()
         try:
-            segmentation_node.GetSegmentation().DeepCopy(entry)
+            segmentation.DeepCopy(entry.segmentation)
         finally:
             segmentation_node.EndModify(was)
-        return now
+        return Snapshot(now, fingerprint(segmentation))
+
+
+def fingerprint(segmentation: Any) -> tuple:
+    """Per segment, in order: (ID, name, colour, digest of its source representation)."""
+    return tuple((sid, str(seg.GetName()), tuple(round(c, 4) for c in seg.GetColor()), _content_digest(segmentation, seg))
+                 for sid, seg in ((segmentation.GetNthSegmentID(i), segmentation.GetNthSegment(i))
+                                  for i in range(segmentation.GetNumberOfSegments())))
+
+
+def describe_changes(before: tuple, after: tuple) -> str:
+    """'Liver edited, Spleen removed, my segment added' (names), or '' when nothing differs."""
+    old, new = {s[0]: s for s in before}, {s[0]: s for s in after}
+    parts = [f"{new[i][1]} edited" for i in new if i in old and new[i] != old[i]]
+    parts += [f"{old[i][1]} removed" for i in old if i not in new]
+    parts += [f"{new[i][1]} added" for i in new if i not in old]
+    if not parts and [s[0] for s in before] != [s[0] for s in after]:
+        parts.append("segments reordered")
+    return ", ".join(parts)
+
+
+def _content_digest(segmentation: Any, segment: Any) -> str:
+    """Digest of the segment's voxels (labelmap source, shared layers told apart by label value)
+    or of its points and cells (closed-surface source)."""
+    import hashlib
+
+    import numpy as np
+    from vtkmodules.util import numpy_support
+
+    from .mrml_io import mask_digest
+
+    data = segment.GetRepresentation(segmentation.GetSourceRepresentationName())
+    if data is None:
+        return "none"
+    if data.IsA("vtkImageData"):
+        ext = data.GetExtent()
+        scalars = data.GetPointData().GetScalars()
+        if ext[1] < ext[0] or scalars is None:
+            return "empty"
+        arr = numpy_support.vtk_to_numpy(scalars).reshape(ext[5] - ext[4] + 1, ext[3] - ext[2] + 1, ext[1] - ext[0] + 1)
+        return mask_digest(arr == segment.GetLabelValue(), (ext[4], ext[2], ext[0]))
+    h = hashlib.sha1(str(data.GetClassName()).encode())
+    points = data.GetPoints() if hasattr(data, "GetPoints") else None
+    if points is not None and points.GetNumberOfPoints():
+        h.update(np.ascontiguousarray(numpy_support.vtk_to_numpy(points.GetData())).tobytes())
+    polys = data.GetPolys() if hasattr(data, "GetPolys") else None
+    if polys is not None and polys.GetNumberOfCells():
+        h.update(np.ascontiguousarray(numpy_support.vtk_to_numpy(polys.GetConnectivityArray())).tobytes())
+    return h.hexdigest()[:20]
 
 
 def _snapshot(segmentation_node: Any) -> Any:

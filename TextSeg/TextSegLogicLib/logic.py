@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 
 from TextSegLib.engine.base import Engine, EngineResult
-from TextSegLib.errors import GeometryError, InputFileError, TextSegError
+from TextSegLib.errors import GeometryError, InputFileError, ModelError, TextSegError
 from TextSegLib.volume import Volume
 
 from . import engines, mrml_io
@@ -130,6 +130,23 @@ class TextSegLogic:
             self.process = EngineProcess(self.engine_config)
         return self.process
 
+    #: Asks for and installs missing Python packages; returns True when they are importable.
+    #: The Slicer widget sets it, and it runs before the first local run (as the peer
+    #: extensions ask), not when the module is entered. None: no check (scripts, tests).
+    ensure_dependencies: Callable[[], bool] | None = None
+    _dependencies_ok = False
+
+    def _check_dependencies(self) -> None:
+        """Before the engine process starts: the packages it imports must be there (asked once)."""
+        if self.ensure_dependencies is None or self._dependencies_ok:
+            return
+        if self.engine_config is not None and self.engine_config.python:
+            return  # an "Engine Python" set in Settings brings its own packages
+        if not self.ensure_dependencies():
+            raise ModelError("TextSeg's Python packages (PyTorch and others) are not installed yet.",
+                             "Accept the install when asked, restart Slicer if it says so, then run again.")
+        self._dependencies_ok = True
+
     def _connect_process(self) -> tuple[Any, bool]:
         process = self._engine_process()
         process.ensure_started()  # a crashed process is restarted here, on the next run
@@ -228,6 +245,7 @@ class TextSegLogic:
             client = self._remote_engine()
             runner = ProcessRunner(lambda: (client, True))
         else:
+            self._check_dependencies()
             process = self._engine_process()
             runner = ProcessRunner(self._connect_process, name=process.config.model, health=lambda: process.check(grace_s=2.0))
         job = SceneJob(volume, resolved, volume_node_id=volume_node.GetID(),
@@ -265,6 +283,7 @@ class TextSegLogic:
                          for p in job.prompts if not job.result.is_found(p.text)}
         job.measurements = self.measure(job.volume, job.result, job.prompts)
         job.segmentation_node_id = seg_node.GetID()
+        job.notice = self.notice  # e.g. "Wrote into a new segmentation, ...: <why>"
         job.imported = True
         return seg_node
 
@@ -290,17 +309,51 @@ class TextSegLogic:
     def output_segmentation(self, volume_node: Any, segmentation_node: Any = None) -> Any:
         """The given segmentation node, or a new one named after the volume; ready for DICOM export.
 
-        It is put under the volume's parent transform: masks are on the volume's own grid."""
+        Masks are on the volume's own grid, so the node must sit under the volume's parent
+        transform and keep a binary-labelmap source. A chosen node with segments that would move
+        (another transform) or be converted (a closed-surface source) is left as it is: the run
+        goes into a new node, and :attr:`notice` says why."""
+        self.notice = ""
+        reason = self._unsafe_target(volume_node, segmentation_node) if segmentation_node is not None else ""
+        if reason:
+            segmentation_node = None
         if segmentation_node is None:
             segmentation_node = self.scene.AddNewNodeByClass(
-                "vtkMRMLSegmentationNode", f"{volume_node.GetName()} TextSeg"
+                "vtkMRMLSegmentationNode", self.scene.GenerateUniqueName(f"{volume_node.GetName()} TextSeg")
             )
             segmentation_node.CreateDefaultDisplayNodes()
+        if reason:
+            self.notice = f"Wrote into a new segmentation, {segmentation_node.GetName()}: {reason}"
         if segmentation_node.GetTransformNodeID() != volume_node.GetTransformNodeID():
-            segmentation_node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
+            segmentation_node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())  # no segments to move
+        segmentation = segmentation_node.GetSegmentation()
+        labelmap = _labelmap_name()
+        if segmentation.GetSourceRepresentationName() != labelmap:
+            segmentation.SetSourceRepresentationName(labelmap)  # empty: nothing is converted
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
         self._place_in_hierarchy(volume_node, segmentation_node)
         return segmentation_node
+
+    notice = ""  #: why the last run did not write into the chosen segmentation ('' when it did)
+
+    def _unsafe_target(self, volume_node: Any, segmentation_node: Any) -> str:
+        """Why writing into the user's segmentation would change their segments ('' when it is safe)."""
+        segmentation = segmentation_node.GetSegmentation()
+        if segmentation.GetNumberOfSegments() == 0:
+            return ""
+        name = segmentation_node.GetName()
+        if segmentation_node.GetTransformNodeID() != volume_node.GetTransformNodeID():
+            def under(node: Any) -> str:
+                transform = node.GetParentTransformNode()
+                return f"under transform {transform.GetName()!r}" if transform is not None else "under no transform"
+
+            return (f"{name} is {under(segmentation_node)} and {volume_node.GetName()} {under(volume_node)}; "
+                    "moving it there would move its segments.")
+        source = segmentation.GetSourceRepresentationName()
+        if source != _labelmap_name():
+            return (f"{name} stores its segments as {source}; TextSeg's labelmaps would convert "
+                    "or drop them (set its source representation to Binary labelmap to write into it).")
+        return ""
 
     def _place_in_hierarchy(self, volume_node: Any, segmentation_node: Any) -> None:
         import slicer
@@ -372,6 +425,7 @@ class TextSegLogic:
                 ids.append(sid)
         finally:
             seg_node.EndModify(was)
+        self.history.seal(seg_node)  # Undo restores the snapshot only over exactly this state
         return seg_node, ids
 
     def undo(self, segmentation_node: Any) -> bool:
@@ -435,3 +489,9 @@ class TextSegLogic:
             segmentation_node.CreateClosedSurfaceRepresentation()
         else:
             segmentation_node.RemoveClosedSurfaceRepresentation()
+
+
+def _labelmap_name() -> str:
+    import slicer
+
+    return slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
