@@ -43,7 +43,7 @@ def build_app(host: str, model: str | None, model_path: str | None, device: str,
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening socket on (host, port); a busy or forbidden port is one clear line."""
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # protocol 0 would skip asyncio's TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
