@@ -113,6 +113,9 @@ def command(host: str, port: int, model_name: str | None, model_path: str | None
         where = ", ".join(devices) if len(devices) > 1 else str(getattr(engine, "device", "?"))
         click.echo(f"TextSeg server: model {engine.name} on {where}, listening on http://{host}:{port} "
                    f"({'API key required' if key_from_env(api_key) else 'no API key, loopback only'})", err=True)
-        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+        from ..remote.connections import raise_fd_limit, uvicorn_config
+
+        raise_fd_limit()  # the soft descriptor limit up to the hard one, so 1,024 slow sockets cannot exhaust it
+        uvicorn.Server(uvicorn_config(app)).run(sockets=[sock])
     finally:
         sock.close()
