@@ -182,7 +182,7 @@ def test_prompt_and_modality_errors_have_stable_codes():
         r = post_job(url, vol, ["gland"])
         assert r.status_code == 422 and r.json()["code"] == "prompt_ambiguous" and len(r.json()["choices"]) >= 2
         r = requests.post(f"{url}/v1/jobs", json={"image": "0" * 64, "prompts": ["liver", " \t"]}, timeout=10)
-        # a blank prompt is schema-invalid (pattern \\S): the schema and the answer agree (400, not 422)
+        # a blank prompt is schema-invalid (ASCII whitespace only): the schema and the answer agree (400, not 422)
         assert r.status_code == 400 and r.json()["code"] == "bad_request" and "prompts.1" in r.json()["error"]
         # /v1/resolve answers 200 for every schema-valid text; one that resolves to nothing says why
         res = requests.get(f"{url}/v1/resolve", params={"text": "0"}, timeout=10)

@@ -58,7 +58,7 @@ ImageId = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 content id from 
 
 
 #: a prompt has one non-space character at least: a blank one is refused by the schema (400), as the schema says
-Prompt = Annotated[str, StringConstraints(min_length=1, max_length=protocol.MAX_PROMPT_CHARS, pattern=r"\S")]
+Prompt = Annotated[str, StringConstraints(min_length=1, max_length=protocol.MAX_PROMPT_CHARS, pattern=r"[^ \t\n\r\f\v]")]
 Corner = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=3, max_length=3)]
 
 
@@ -258,7 +258,7 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
         return {"text": text, "modality": modality, "resolved": True, "prompts": [p.to_json() for p in out]}
 
     @app.get("/v1/resolve", responses=_errors(400, 401, 503))
-    async def resolve_text(text: str = Query(min_length=1, max_length=protocol.MAX_PROMPT_CHARS, pattern=r"\S",
+    async def resolve_text(text: str = Query(min_length=1, max_length=protocol.MAX_PROMPT_CHARS, pattern=r"[^ \t\n\r\f\v]",
                                              description="a prompt: one non-space character at least"),
                            modality: Literal["ct", "mri", "pet", ""] = "") -> dict:
         """How the server resolves ``text``: ``resolved: false`` with the ``code`` and ``error`` a job would
