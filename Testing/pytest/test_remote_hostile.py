@@ -184,3 +184,12 @@ def test_fairness_ignores_the_client_header():
         b = requests.post(f"{url}/v1/jobs", data=body, headers={"X-TextSeg-Client": "b"}, timeout=10)
         gate.set()
         assert a.status_code == 202 and b.status_code == 429 and b.json()["code"] == "client_limit"
+
+
+def test_api_key_of_spaces_is_refused():
+    from TextSegLib.errors import RemoteError
+    from TextSegLib.remote.auth import check_bind, key_from_env
+
+    with pytest.raises(RemoteError, match="shorter than 8"):
+        check_bind("0.0.0.0", key_from_env("          "))
+    assert key_from_env("  long-enough-key  ") == "long-enough-key"
