@@ -18,10 +18,12 @@ KEY = "test-key-0123456789"
 
 
 @contextlib.contextmanager
-def running_server(engine_factory: Callable, **app_kwargs) -> Iterator[str]:
-    """Yield ``http://127.0.0.1:PORT`` of a real uvicorn server; stop it afterwards."""
+def running_server(engine_factory: Callable, loop: str = "auto", **app_kwargs) -> Iterator[str]:
+    """Yield ``http://127.0.0.1:PORT`` of a real uvicorn server (as ``textseg serve`` configures it,
+    on uvicorn's ``loop``); stop it afterwards."""
     import uvicorn
 
+    from TextSegLib.remote.connections import uvicorn_config
     from TextSegLib.remote.server import create_app
 
     app = create_app(engine_factory, **app_kwargs)
@@ -29,7 +31,7 @@ def running_server(engine_factory: Callable, **app_kwargs) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn_config(app, lifespan="off", loop=loop))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     for _ in range(500):  # up to ~10 s for startup

@@ -15,9 +15,27 @@ from TextSegLib.remote import RemoteEngine, protocol
 from TextSegLib.remote.client import check_api_version
 
 
+class _FromAddress(requests.adapters.HTTPAdapter):
+    """Connect from a given loopback address: the server tells clients apart by address."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        return super().init_poolmanager(*args, **kwargs)
+
+
+def client_session(client: str) -> requests.Session:
+    s = requests.Session()
+    s.mount("http://", _FromAddress(f"127.0.0.{2 + sum(map(ord, client)) % 200}"))
+    return s
+
+
 def post_job(url: str, vol, prompts=("bright",), client: str = "t") -> requests.Response:
-    return requests.post(f"{url}/v1/jobs", data=protocol.encode_request(vol, list(prompts)),
-                         headers={"X-TextSeg-Client": client}, timeout=10)
+    return client_session(client).post(f"{url}/v1/jobs", data=protocol.encode_request(vol, list(prompts)),
+                                       headers={"X-TextSeg-Client": client}, timeout=10)
 
 
 def status(url: str, jid: str) -> dict:
@@ -164,8 +182,13 @@ def test_prompt_and_modality_errors_have_stable_codes():
         r = post_job(url, vol, ["gland"])
         assert r.status_code == 422 and r.json()["code"] == "prompt_ambiguous" and len(r.json()["choices"]) >= 2
         r = requests.post(f"{url}/v1/jobs", json={"image": "0" * 64, "prompts": ["liver", " \t"]}, timeout=10)
-        assert r.status_code == 422 and r.json() == {"code": "prompt_invalid",
-                                                     "error": "Prompt 2 is empty. Name a structure, e.g. liver."}
+        # a blank prompt is schema-invalid (ASCII whitespace only): the schema and the answer agree (400, not 422)
+        assert r.status_code == 400 and r.json()["code"] == "bad_request" and "prompts.1" in r.json()["error"]
+        # /v1/resolve answers 200 for every schema-valid text; one that resolves to nothing says why
+        res = requests.get(f"{url}/v1/resolve", params={"text": "0"}, timeout=10)
+        assert res.status_code == 200 and res.json()["resolved"] is False and res.json()["code"] == "prompt_unknown"
+        res = requests.get(f"{url}/v1/resolve", params={"text": "\n"}, timeout=10)
+        assert res.status_code == 400 and res.json()["code"] == "bad_request"
         r = post_job(url, vol, ["qwertyzzz blob"])
         assert r.status_code == 422 and r.json()["code"] == "prompt_unknown" and "free text" in r.json()["error"]
         body = protocol.encode_request(vol, ["liver"], modality="pet")

@@ -45,7 +45,7 @@ def build_app(host: str, model: str | None, model_path: str | None, device: str,
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening socket on (host, port); a busy or forbidden port is one clear line."""
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # protocol 0 would skip asyncio's TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
@@ -120,7 +120,10 @@ def command(host: str, port: int, model_name: str | None, model_path: str | None
         where = ", ".join(devices) if len(devices) > 1 else str(getattr(engine, "device", "?"))
         click.echo(f"TextSeg server: model {engine.name} on {where}, listening on http://{host}:{port} "
                    f"({'API key required' if key_from_env(api_key) else 'no API key, loopback only'})", err=True)
-        running["server"] = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        from ..remote.connections import raise_fd_limit, uvicorn_config
+
+        raise_fd_limit()  # the soft descriptor limit up to the hard one, so 1,024 slow sockets cannot exhaust it
+        running["server"] = uvicorn.Server(uvicorn_config(app))
         running["server"].run(sockets=[sock])
     finally:
         sock.close()

@@ -46,10 +46,14 @@ def check_bind(host: str, api_key: str | None) -> None:
             f"Refusing to serve on {host!r} without an API key: anyone on the network could upload scans.",
             f"Pass --api-key KEY (or set {ENV_KEY}), or bind to 127.0.0.1.",
         )
-    if api_key is not None and len(api_key) < 8:
+    if api_key is not None and len(api_key.strip()) < 8:
         raise RemoteError("The API key is shorter than 8 characters.",
                           "Use a long random key, e.g. python -c \"import secrets; print(secrets.token_urlsafe(24))\".")
 
 
 def key_from_env(api_key: str | None) -> str | None:
-    return api_key or os.environ.get(ENV_KEY) or None
+    """The key from the option or the environment, stripped; blank means none (the caller refuses a short one)."""
+    key = api_key if api_key is not None else os.environ.get(ENV_KEY)
+    if key is None:
+        return None
+    return key.strip() if key.strip() else (key if key else None)

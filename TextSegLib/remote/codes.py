@@ -25,6 +25,7 @@ CODES: dict[str, tuple[int, str]] = {
     "job_expired": (410, "the job's result was dropped (time to live or memory budget)"),
     "upload_too_large": (413, "the body exceeds --max-upload-mb"),
     "volume_too_large": (413, "the volume exceeds --max-voxels"),
+    "memory_limit": (413, "the decoded upload alone exceeds --max-decoded-mb (it can never fit)"),
     "unsupported_media_type": (415, "the Content-Type is not one the endpoint takes"),
     "prompt_ambiguous": (422, "a prompt fits several structures; pick one of 'choices'"),
     "prompt_unknown": (422, "a prompt names nothing the served model can segment"),
@@ -33,9 +34,12 @@ CODES: dict[str, tuple[int, str]] = {
     "invalid_input": (422, "the volume is not a valid scan (geometry or values)"),
     "segmentation_failed": (422, "the engine refused the job (see the message)"),
     "client_limit": (429, "this client already has its maximum number of jobs queued or running"),
+    "too_many_streams": (429, "this client already follows its maximum number of event streams"),
     "internal": (500, "a bug in the server; the message names it"),
     "model_unavailable": (503, "the server's model could not be loaded"),
     "queue_full": (503, "the job queue is full; retry after Retry-After seconds"),
+    "memory_busy": (503, "other uploads and kept results hold the memory budget now; retry after Retry-After"),
+    "too_many_connections": (503, "the server or this address has its maximum of open connections"),
 }
 
 

@@ -76,6 +76,17 @@ class ImageStore:
                 self.evicted += 1
         return item, True
 
+    def trim(self, max_bytes: int) -> int:
+        """Drop least recently used images until at most ``max_bytes`` are held (the memory budget
+        needs room); the bytes held after."""
+        with self._lock:
+            total = sum(len(i.data) for i in self._items.values())
+            while total > max(0, max_bytes) and self._items:
+                _, dropped = self._items.popitem(last=False)
+                total -= len(dropped.data)
+                self.evicted += 1
+            return total
+
     def get(self, image_id: str) -> StoredImage | None:
         with self._lock:
             item = self._items.get(image_id)

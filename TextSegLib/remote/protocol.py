@@ -104,40 +104,95 @@ def compress_bytes(raw: bytes, codec: str = DEFAULT_CODEC, itemsize: int = 1) ->
     raise ValueError(f"unknown codec {codec!r}")
 
 
-def _decompress(data: memoryview, compression: str, expected: int, source: str) -> bytes:
-    """Decompress at most ``expected`` bytes (a compression bomb is refused before inflating)."""
+#: bytes decoded per step: a payload that yields more than its header declared is stopped within one step
+CHUNK_BYTES = 8 << 20
+
+
+def _decompress(data: memoryview, compression: str, expected: int, source: str) -> bytearray:
+    """Decompress exactly ``expected`` bytes, step by step into one buffer of that size: a payload that
+    holds more (a compression bomb) is refused as soon as it passes the header's promise."""
     bad = f"{source}: payload is not valid {compression} data"
+    data = memoryview(data)
     try:
         if compression == "none":
-            raw = bytes(data)
-        elif compression == "zlib":
-            raw = zlib.decompressobj().decompress(bytes(data), expected + 1)  # never beyond the header's promise
+            if len(data) != expected:
+                raise ProtocolError(f"{source}: payload has {len(data):,} bytes but the header's shape × dtype needs "
+                                    f"{expected:,}.", "Check shape and dtype in the header, or resend a complete upload.")
+            return bytearray(data)
+        out = bytearray(expected)  # zero pages: memory is only used as it is written
+        if compression == "zlib":
+            n = _inflate_zlib(data, out)
         elif compression == "zstd":
-            import zstandard
-
-            size = zstandard.frame_content_size(bytes(data[:18]))
-            if size != expected:
-                raise ProtocolError(f"{source}: zstd frame holds {size:,} bytes, the header's shape × dtype needs "
-                                    f"{expected:,}.", "Resend with TextSegLib.remote.")
-            raw = zstandard.ZstdDecompressor().decompress(bytes(data), max_output_size=expected)
+            n = _inflate_zstd(data, out, expected, source)
         elif compression == "blosc2":
-            import blosc2
-
-            schunk = blosc2.schunk_from_cframe(bytes(data), copy=True)
-            if schunk.nbytes != expected:
-                raise ProtocolError(f"{source}: blosc2 frame holds {schunk.nbytes:,} bytes, the header's shape × "
-                                    f"dtype needs {expected:,}.", "Resend with TextSegLib.remote.")
-            raw = schunk[:] if expected else b""
+            n = _inflate_blosc2(data, out, expected, source)
         else:
             raise ProtocolError(f"{source}: compression {compression!r} is unknown.", f"Use one of: {', '.join(CODECS)}.")
     except ProtocolError:
         raise
     except Exception as exc:  # zlib.error, zstandard.ZstdError, blosc2's RuntimeError/ValueError
         raise ProtocolError(f"{bad} ({type(exc).__name__}).", "Send it again.") from None
-    if len(raw) != expected:
-        raise ProtocolError(f"{source}: payload has {len(raw):,} bytes but the header's shape × dtype needs {expected:,}.",
+    if n != expected:
+        more = "more than" if n > expected else f"{n:,} bytes but"
+        raise ProtocolError(f"{source}: payload holds {more} the header's shape × dtype needs ({expected:,} bytes).",
                             "Check shape and dtype in the header, or resend a complete upload.")
-    return raw
+    return out
+
+
+def _inflate_zlib(data: memoryview, out: bytearray) -> int:
+    d = zlib.decompressobj()
+    view, n, tail = memoryview(out), 0, bytes(data)
+    while tail or not d.eof:
+        piece = d.decompress(tail, CHUNK_BYTES)
+        tail = d.unconsumed_tail
+        if not piece:
+            if d.eof or not tail:
+                break
+            continue
+        if n + len(piece) > len(out):
+            return n + len(piece)  # more than declared: stop here
+        view[n:n + len(piece)] = piece
+        n += len(piece)
+    return n
+
+
+def _inflate_zstd(data: memoryview, out: bytearray, expected: int, source: str) -> int:
+    import zstandard
+
+    size = zstandard.frame_content_size(bytes(data[:18]))
+    if size != expected:
+        raise ProtocolError(f"{source}: zstd frame holds {size:,} bytes, the header's shape × dtype needs "
+                            f"{expected:,}.", "Resend with TextSegLib.remote.")
+    view, n = memoryview(out), 0
+    with zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=False) as reader:
+        while True:
+            piece = reader.read(CHUNK_BYTES)
+            if not piece:
+                return n
+            if n + len(piece) > expected:
+                return n + len(piece)
+            view[n:n + len(piece)] = piece
+            n += len(piece)
+
+
+def _inflate_blosc2(data: memoryview, out: bytearray, expected: int, source: str) -> int:
+    import blosc2
+
+    frame = bytes(data)  # kept alive here: the SChunk reads it without a copy
+    schunk = blosc2.schunk_from_cframe(frame, copy=False)
+    if schunk.nbytes != expected:
+        raise ProtocolError(f"{source}: blosc2 frame holds {schunk.nbytes:,} bytes, the header's shape × "
+                            f"dtype needs {expected:,}.", "Resend with TextSegLib.remote.")
+    target = np.frombuffer(out, np.uint8) if expected else np.zeros(0, np.uint8)
+    n = 0
+    for i in range(schunk.nchunks):
+        size = blosc2.get_cbuffer_sizes(schunk.get_chunk(i))[0]
+        if n + size > expected:
+            return n + size  # a chunk claiming more than is left: refused before it is decoded
+        if size:
+            schunk.decompress_chunk(i, target[n:n + size])
+        n += size
+    return n
 
 
 # -- images ---------------------------------------------------------------------------
@@ -201,6 +256,14 @@ def _geometry(header: dict, source: str, max_voxels: int | None) -> tuple[list[i
         raise ProtocolError(f"{source}: header field 'ijk_to_ras' must be a 4×4 matrix (4 rows of 4 numbers).")
     matrix = np.array([_numbers(r, 4, "ijk_to_ras", source) for r in rows])
     return shape, dtype, matrix
+
+
+def declared_bytes(body: bytes | memoryview, *, max_voxels: int | None = None, source: str = "image upload") -> int:
+    """The raw size a message's header declares (shape × dtype), checked; decode nothing yet."""
+    header, _ = unpack_message(body, source)
+    _check_version(header, source)
+    shape, dtype, _ = _geometry(header, source, max_voxels)
+    return shape[0] * shape[1] * shape[2] * np.dtype(dtype).itemsize
 
 
 def decode_image(body: bytes | memoryview, *, max_voxels: int | None = None,

@@ -9,6 +9,7 @@ a dropped or deleted job leaves a small tombstone so its id answers with the rea
 """
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import math
@@ -26,15 +27,57 @@ from .images import ImageStore, StoredImage
 log = logging.getLogger("textseg.server")
 
 
+class _LoopCondition(threading.Condition):
+    """A condition whose ``notify_all`` also wakes asyncio waiters (through ``call_soon_threadsafe``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+    def notify_all(self) -> None:
+        super().notify_all()
+        for loop, event in list(self.waiters):
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that loop is closed
+                self.waiters.discard((loop, event))
+
+
 class ServerJob(Job):
-    """A :class:`Job` with what the server needs: image, owner, device, packed result."""
+    """A :class:`Job` with what the server needs: image, owner, device, packed result.
+
+    :meth:`changed` waits for a change on the event loop without holding a pool thread, so
+    any number of event streams and ``/v1/segment`` calls can wait at once."""
 
     def __init__(self, image: StoredImage, prompts: Sequence, *, probabilities: bool = False, **kw: Any) -> None:
         super().__init__(None, prompts, **kw)
+        self._cond = _LoopCondition()
         self.image = image
         self.probabilities = probabilities
         self.device: str | None = None
         self.packed: bytes | None = None
+
+    async def changed(self, version: int, timeout: float | None = None) -> int:
+        """Wait (on the running loop) until ``self.version != version`` or ``timeout``; the version now."""
+        event = asyncio.Event()
+        key = (asyncio.get_running_loop(), event)
+        with self._cond:
+            if self.version != version:
+                return self.version
+            self._cond.waiters.add(key)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            with self._cond:
+                self._cond.waiters.discard(key)
+        return self.version
+
+    async def finished_async(self) -> None:
+        """Wait (on the running loop) until the job is final."""
+        while not self.is_final:
+            await self.changed(self.version, 5.0)
 
 
 class JobQueue:
@@ -248,6 +291,11 @@ class JobQueue:
         if job.state in FINAL_STATES and job.error is not None:
             snap["code"] = from_textseg_error(job.error).code
         return snap
+
+    def result_bytes(self) -> int:
+        """Bytes of the results kept now (part of the server's memory budget)."""
+        with self.cond:
+            return sum(len(j.packed or b"") for j in self.jobs.values())
 
     def busy(self) -> bool:
         with self.cond:

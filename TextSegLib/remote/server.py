@@ -19,13 +19,17 @@ Endpoints (JSON unless noted; every error is ``{"code": CODE, "error": message}`
 * ``POST /v1/segment`` — one call: job + wait + result (the job is then forgotten).
 
 Every endpoint but health needs ``Authorization: Bearer KEY`` when a key is set. Scans and
-results live in memory only, within the image cache cap and the result budget / TTL.
+results live in memory only, within the image cache cap and the result budget / TTL, and all
+of it with the uploads being decoded within one memory budget (:mod:`.budget`). Clients are
+told apart by address (one API key is one identity), never by a header they choose. Waiting
+on a job (event streams, ``/v1/segment``) holds no thread; event streams are capped per
+client. Connection limits and read timeouts are in :mod:`.connections`.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+from collections import Counter
 from typing import Annotated, Any, Callable, Literal, Optional, Sequence
 
 from fastapi import FastAPI, Query, Request
@@ -42,7 +46,9 @@ from ..errors import RemoteError
 from ..volume import MODALITIES
 from . import protocol
 from .auth import bearer_ok
+from .budget import MemoryBudget
 from .codes import CODES, ApiError, from_textseg_error
+from .connections import ConnectionLimits
 from .images import ImageStore
 from .queue import JobQueue, ServerJob
 
@@ -51,7 +57,8 @@ log = logging.getLogger("textseg.server")
 ImageId = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 content id from PUT /v1/images")
 
 
-Prompt = Annotated[str, StringConstraints(min_length=1, max_length=protocol.MAX_PROMPT_CHARS)]  # blank: 422 prompt_invalid
+#: a prompt has one non-space character at least: a blank one is refused by the schema (400), as the schema says
+Prompt = Annotated[str, StringConstraints(min_length=1, max_length=protocol.MAX_PROMPT_CHARS, pattern=r"[^ \t\n\r\f\v]")]
 Corner = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=3, max_length=3)]
 
 
@@ -92,11 +99,15 @@ def _errors(*statuses: int) -> dict:
 def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = None, max_upload_mb: float = 1024,
                max_voxels: int = 512 * 512 * 2048, result_ttl_s: float = 600.0, devices: Sequence[str] | None = None,
                max_queued: int = 64, per_client: int | None = None, result_budget_mb: float = 512,
-               image_cache_mb: float = 2048, event_heartbeat_s: float = 1.0) -> FastAPI:
+               image_cache_mb: float = 2048, event_heartbeat_s: float = 1.0, memory_budget_mb: float = 4096,
+               max_decoded_mb: float | None = None, streams_per_client: int = 16,
+               connection_limits: ConnectionLimits | None = None) -> FastAPI:
     """A FastAPI app serving the engine built (lazily, once per worker) by ``engine_factory``.
 
     ``devices``: one worker per entry, each with ``engine_factory(device)``; ``None`` means one
-    worker with ``engine_factory()`` (the engine picks its device)."""
+    worker with ``engine_factory()`` (the engine picks its device). ``memory_budget_mb`` bounds
+    uploads in flight + image cache + results; ``max_decoded_mb`` (default half of it) one upload.
+    ``connection_limits`` are applied by :func:`.connections.uvicorn_config` (shown in /v1/info)."""
     app = FastAPI(title="TextSeg server", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/v1/openapi.json")
     max_bytes = int(max_upload_mb * 1024 * 1024)
@@ -109,6 +120,12 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
     jobs = JobQueue(factories, names, images=images, max_queued=max_queued, per_client=per_client,
                     result_budget_bytes=int(result_budget_mb * 2**20), result_ttl_s=result_ttl_s)
     app.state.jobs, app.state.images = jobs, images
+    memory = MemoryBudget(int(memory_budget_mb * 2**20),
+                          None if max_decoded_mb is None else int(max_decoded_mb * 2**20),
+                          held=lambda: images.nbytes + jobs.result_bytes(), make_room=lambda n: images.trim(n - jobs.result_bytes()))
+    app.state.memory = memory
+    app.state.connection_limits = connection_limits or ConnectionLimits()
+    streams: Counter[str] = Counter()
 
     def fail(exc: ApiError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
@@ -148,7 +165,8 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
         except ApiError as exc:
             return fail(exc)
 
-    async def read_body(request: Request) -> bytearray:
+    async def read_body(request: Request, budget) -> bytearray:
+        """The body, within --max-upload-mb; its bytes are reserved in ``budget`` as they arrive."""
         limit = ApiError("upload_too_large", f"The upload is larger than this server's limit of {max_upload_mb:g} MB. "
                                              "Crop the scan or ask the server admin to raise --max-upload-mb.")
         length = request.headers.get("content-length")
@@ -159,14 +177,16 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
                 raise limit
         buf = bytearray()
         async for chunk in request.stream():
+            budget.grow(len(chunk))
             buf += chunk
             if len(buf) > max_bytes:
                 raise limit
         return buf
 
     def owner_of(request: Request) -> str:
-        name = (request.headers.get("x-textseg-client") or "")[:100]
-        return f"{request.client.host if request.client else '?'}/{name}"
+        """Who a request is, for fairness: the client address (the API key is shared, the headers are
+        the client's choice)."""
+        return request.client.host if request.client else "?"
 
     async def engine0() -> Engine:
         return await run_in_threadpool(jobs.engine, 0)
@@ -185,7 +205,11 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
                 "device": str(getattr(engine, "device", names[0])), "vocabulary_size": vocab,
                 "limits": {"max_upload_mb": max_upload_mb, "max_voxels": max_voxels, "result_ttl_s": result_ttl_s,
                            "result_budget_mb": result_budget_mb, "image_cache_mb": image_cache_mb,
-                           "max_queued": max_queued, "per_client": per_client},
+                           "max_queued": max_queued, "per_client": per_client,
+                           "memory_budget_mb": memory.total / 2**20, "max_decoded_mb": memory.per_upload / 2**20,
+                           "streams_per_client": streams_per_client, **app.state.connection_limits.info()},
+                "memory": memory.info(),
+                "connections": app.state.connections.info() if hasattr(app.state, "connections") else None,
                 "queue": jobs.info(), "images": images.stats(), "codecs": list(protocol.CODECS),
                 "busy": jobs.busy(), "free_text": bool(getattr(engine, "free_text", True)),
                 "modalities": list(getattr(engine, "modalities", None) or [])}
@@ -224,19 +248,38 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
         except Exception as exc:
             raise from_textseg_error(exc) from None
 
-    @app.get("/v1/resolve", responses=_errors(400, 401, 422, 503))
-    async def resolve_text(text: str = Query(min_length=1, max_length=protocol.MAX_PROMPT_CHARS),
+    def resolve_answer(engine: Engine, text: str, modality: str) -> dict:
+        try:
+            out = resolve(engine, [text], modality)
+        except ApiError as exc:
+            if exc.status != 422:
+                raise
+            return {"text": text, "modality": modality, "resolved": False, "prompts": [], **exc.body()}
+        return {"text": text, "modality": modality, "resolved": True, "prompts": [p.to_json() for p in out]}
+
+    @app.get("/v1/resolve", responses=_errors(400, 401, 503))
+    async def resolve_text(text: str = Query(min_length=1, max_length=protocol.MAX_PROMPT_CHARS, pattern=r"[^ \t\n\r\f\v]",
+                                             description="a prompt: one non-space character at least"),
                            modality: Literal["ct", "mri", "pet", ""] = "") -> dict:
+        """How the server resolves ``text``: ``resolved: false`` with the ``code`` and ``error`` a job would
+        get (``prompt_unknown``, ``prompt_ambiguous`` with ``choices``, ...) when it resolves to nothing."""
         engine = await engine0()
-        out = await run_in_threadpool(resolve, engine, [text], modality)
-        return {"text": text, "modality": modality, "prompts": [p.to_json() for p in out]}
+        return await run_in_threadpool(resolve_answer, engine, text, modality)
 
     # -- images ---------------------------------------------------------------------------
-    def store_image(body: bytes) -> tuple[Any, bool]:
+    def decode(body: bytearray, budget, decoder):
+        """``decoder(body)`` once the decoded size the header declares (+ checks) is reserved in ``budget``."""
         try:
-            iid, geo, raw = protocol.decode_image(body, max_voxels=max_voxels)
+            declared = protocol.declared_bytes(body, max_voxels=max_voxels)
+            budget.grow(declared + declared // 4)  # the volume and the value check's mask
+            return decoder(memoryview(body), max_voxels=max_voxels)
+        except ApiError:
+            raise
         except Exception as exc:
             raise from_textseg_error(exc) from None
+
+    def store_image(body: bytearray, budget) -> tuple[Any, bool]:
+        iid, geo, raw = decode(body, budget, protocol.decode_image)
         header, payload = protocol.unpack_message(body)
         codec = header.get("compression", "none")
         return images.put(iid, geo, raw, codec, None if codec == "none" else bytes(payload))
@@ -245,10 +288,12 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
 
     @app.put("/v1/images", status_code=201, openapi_extra={"requestBody": _BIN}, operation_id="put_image",
              responses={200: {"description": "already stored", **image_links}, 201: image_links,
-                        **_errors(400, 401, 413, 422)})
+                        **_errors(400, 401, 413, 422, 503)})
     async def put_image(request: Request) -> JSONResponse:
-        body = await read_body(request)
-        item, new = await run_in_threadpool(store_image, bytes(body))
+        with memory.reserve(0, "This upload") as budget:
+            body = await read_body(request, budget)
+            item, new = await run_in_threadpool(store_image, body, budget)
+            del body
         return JSONResponse({**item.info(), "existed": not new}, status_code=201 if new else 200)
 
     @app.get("/v1/images/{image_id}", responses=_errors(400, 401, 404), operation_id="get_image")
@@ -278,11 +323,8 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
         return ServerJob(item, resolved, probabilities=bool(fields.get("probabilities")),
                          modality=fields.get("modality") or None, roi_ras=fields.get("roi_ras"), owner=owner)
 
-    def inline_job(body: bytes, owner: str) -> ServerJob:
-        try:
-            iid, geo, raw, opts = protocol.decode_inline(body, max_voxels=max_voxels)
-        except Exception as exc:
-            raise from_textseg_error(exc) from None
+    def inline_job(body: bytearray, owner: str, budget) -> ServerJob:
+        iid, geo, raw, opts = decode(body, budget, protocol.decode_inline)
         header, payload = protocol.unpack_message(body)
         codec = header.get("compression", "none")
         images.put(iid, geo, raw, codec, None if codec == "none" else bytes(payload))
@@ -290,7 +332,11 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
 
     async def submit(request: Request) -> ServerJob:
         ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-        body = await read_body(request)
+        with memory.reserve(0, "This request") as budget:
+            return await submit_within(request, ctype, budget)
+
+    async def submit_within(request: Request, ctype: str, budget) -> ServerJob:
+        body = await read_body(request, budget)
         owner = owner_of(request)
         if ctype == "application/json":
             try:
@@ -301,7 +347,7 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
                 raise ApiError("bad_request", f"body.{where}: {first.get('msg', 'invalid')}.") from None
             job = await run_in_threadpool(make_job, req.model_dump(), req.image, owner)
         elif ctype in (protocol.CONTENT_TYPE, "application/octet-stream", ""):
-            job = await run_in_threadpool(inline_job, bytes(body), owner)
+            job = await run_in_threadpool(inline_job, body, owner, budget)
         else:
             raise ApiError("unsupported_media_type", f"Content-Type {ctype!r} is not accepted here. Send "
                                                      f"application/json or {protocol.CONTENT_TYPE}.")
@@ -332,10 +378,16 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
         return jobs.status(jobs.get(job_id))
 
     @app.get("/v1/jobs/{job_id}/events", operation_id="get_job_events",
-             responses={200: {"content": {"application/x-ndjson": {}}}, **_errors(400, 401, 404, 410)})
-    async def job_events(job_id: str, heartbeat: Optional[float] = Query(default=None, ge=0.05, le=30)) -> StreamingResponse:
+             responses={200: {"content": {"application/x-ndjson": {}}}, **_errors(400, 401, 404, 410, 429)})
+    async def job_events(request: Request, job_id: str, heartbeat: Optional[float] = Query(default=None, ge=0.05, le=30)) -> StreamingResponse:
         job = jobs.get(job_id)
         beat = heartbeat or event_heartbeat_s
+        owner = owner_of(request)
+        if streams[owner] >= streams_per_client:
+            raise ApiError("too_many_streams", f"This client already follows {streams_per_client} event streams, the "
+                                               "server's limit per client. Close one, or poll GET /v1/jobs/{id}.",
+                           {"Retry-After": "1"})
+        streams[owner] += 1
 
         async def lines():
             version = -1
@@ -345,10 +397,15 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
                 if snap["state"] in FINAL_STATES:  # the line just sent was the last one
                     return
                 version = snap["version"]
-                await asyncio.to_thread(job.wait_change, version, beat)
+                await job.changed(version, beat)  # on the loop: no pool thread is held while waiting
 
-        return StreamingResponse(lines(), media_type="application/x-ndjson",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        def done() -> None:
+            streams[owner] -= 1
+            if streams[owner] <= 0:
+                del streams[owner]
+
+        return _CountedStream(lines(), done, media_type="application/x-ndjson",
+                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.delete("/v1/jobs/{job_id}", responses=_errors(400, 401, 404, 410), operation_id="delete_job")
     async def cancel_job(job_id: str) -> dict:
@@ -377,13 +434,29 @@ def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = N
     async def segment(request: Request) -> Response:
         job = await submit(request)
         try:
-            await asyncio.to_thread(job.wait)
+            await job.finished_async()  # on the loop: no pool thread is held while waiting
             return result_of(job)
         finally:
             if job.id in jobs.jobs:
                 jobs.delete(job.id)
 
     return app
+
+
+class _CountedStream(StreamingResponse):
+    """A streaming response that calls ``done()`` once it ends, however it ends (sent, cancelled, lost)."""
+
+    def __init__(self, content, done: Callable[[], None], **kw: Any) -> None:
+        super().__init__(content, **kw)
+        self._done = done
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            done, self._done = self._done, None
+            if done is not None:
+                done()
 
 
 __all__ = ["create_app", "ApiError", "JobRequest"]
