@@ -159,6 +159,15 @@ def _fsync(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def _test_pause() -> float:
+    """Seconds to sleep after each staged file and each rename (``TEXTSEG_TEST_WRITE_PAUSE``, a hook
+    for the kill tests that time a SIGKILL to the write step; unset in normal use)."""
+    try:
+        return max(0.0, float(os.environ.get("TEXTSEG_TEST_WRITE_PAUSE", "") or 0))
+    except ValueError:
+        return 0.0
+
+
 class OutputSet:
     """Finished temporary files waiting to be renamed onto their targets together."""
 
@@ -173,7 +182,7 @@ class OutputSet:
                 marker = _pending_marker(target)
                 marker.write_text(json.dumps({"pid": os.getpid(), "set": names}), encoding="utf-8")
                 markers.append(marker)
-            pause = float(os.environ.get("TEXTSEG_TEST_COMMIT_PAUSE", "0") or 0)  # kill tests only
+            pause = _test_pause()
             for tmp, target in self.staged:
                 atomic_replace(tmp, target)
                 for old in _pending_of(target):
@@ -238,6 +247,8 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], None], suff
         if staged is not None:
             staged.staged.append((tmp, p))
             keep = True
+            if pause := _test_pause():
+                time.sleep(pause)
         else:
             atomic_replace(tmp, p)
     except OSError as exc:
