@@ -63,6 +63,33 @@ def make_ijk_to_ras(
     return m
 
 
+#: Voxel spacing and field of view a scan can have (mm); outside them the header is wrong.
+MIN_SPACING_MM = 1e-3
+MAX_SPACING_MM = 100.0
+MAX_EXTENT_MM = 5000.0
+#: Float voxels beyond this magnitude are no scan (HU, MR signal, SUV, Bq/ml are all far below).
+MAX_ABS_VALUE = 1e10
+
+
+def check_plausible_geometry(volume: "Volume") -> None:
+    """Refuse a spacing or field of view no scan has (e.g. 500 mm voxels, 1e-6 mm slices): such a
+    header would make every volume wrong, and resampling it to a model grid would need gigabytes."""
+    src = volume.name or "volume"
+    spacing = volume.spacing
+    extent = spacing * np.asarray(volume.shape)
+    shown = " x ".join(f"{s:g}" for s in spacing)
+    if np.any(spacing < MIN_SPACING_MM) or np.any(spacing > MAX_SPACING_MM):
+        raise GeometryError(
+            f"{src}: voxel spacing {shown} mm is not that of a scan (each must be {MIN_SPACING_MM:g} to "
+            f"{MAX_SPACING_MM:g} mm).",
+            "Fix the spacing in the header (DICOM: PixelSpacing and the slice positions), or resample the scan.")
+    if np.any(extent > MAX_EXTENT_MM):
+        raise GeometryError(
+            f"{src}: the field of view {' x '.join(f'{e:g}' for e in extent)} mm is larger than any patient "
+            f"(at most {MAX_EXTENT_MM:g} mm per axis; spacing {shown} mm).",
+            "Fix the spacing in the header, or crop the scan.")
+
+
 def validate_geometry(ijk_to_ras: np.ndarray, source: str = "volume") -> None:
     """Raise :class:`GeometryError` if the matrix cannot describe a scan."""
     m = np.asarray(ijk_to_ras, dtype=np.float64)
@@ -126,12 +153,20 @@ class Volume:
                 "Crop or downsample the scan, or raise TEXTSEG_MAX_VOXELS.",
             )
         validate_geometry(self.ijk_to_ras, src)
-        if check_values and a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-            bad = int(np.count_nonzero(~np.isfinite(a)))
-            raise InputFileError(
-                f"{src}: {bad:,} voxel(s) are NaN or Inf.",
-                "Replace them (e.g. with the background value) before segmenting.",
-            )
+        if check_values and a.dtype.kind == "f" and a.size:
+            if not np.all(np.isfinite(a)):
+                bad = int(np.count_nonzero(~np.isfinite(a)))
+                raise InputFileError(
+                    f"{src}: {bad:,} voxel(s) are NaN or Inf.",
+                    "Replace them (e.g. with the background value) before segmenting.",
+                )
+            peak = float(max(abs(float(a.min())), abs(float(a.max()))))
+            if peak > MAX_ABS_VALUE:
+                raise InputFileError(
+                    f"{src}: voxel values reach {peak:.3g}, far beyond any scan's range (|value| ≤ {MAX_ABS_VALUE:.0e}); "
+                    f"the voxel type in the header ({a.dtype}) probably does not match the stored bytes.",
+                    "Check the data type in the header, or export the scan again.",
+                )
 
     # -- geometry ---------------------------------------------------------------
     @property

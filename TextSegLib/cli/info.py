@@ -89,6 +89,24 @@ def describe_segmentation(seg, name: str, image: Volume | None = None, fmt: str 
             "segments": segments}
 
 
+def other_series_warnings(seg, image: Volume | None, name: str) -> list[str]:
+    """Lines saying that a DICOM SEG is measured against a scan other than the one it references
+    (same grid, another series or frame of reference: the numbers describe the wrong scan)."""
+    if image is None or image.meta.get("format") != "DICOM":
+        return []
+    out = []
+    refs = [u for u in seg.meta.get("referenced_series", []) if u]
+    uid = image.meta.get("SeriesInstanceUID", "")
+    if refs and uid and uid not in refs:
+        out.append(f"{name} was made on series {', '.join(refs)}, but --image is series {uid}: "
+                   "the intensities are measured in another series.")
+    frame, own = seg.meta.get("FrameOfReferenceUID", ""), image.meta.get("FrameOfReferenceUID", "")
+    if frame and own and frame != own:
+        out.append(f"{name} is in frame of reference {frame}, but --image is in {own}: the positions do not "
+                   "correspond.")
+    return out
+
+
 def _seg_text(info: dict) -> str:
     lines = [f"{info['name']} ({info['format']})",
              f"  shape        {' x '.join(str(n) for n in info['shape'])} voxels",
@@ -162,6 +180,8 @@ def command(path: str, as_json: bool, series_uid: str | None, modality: str | No
 
         image = read_volume(image_path, modality=modality) if image_path else None
         seg = read_dicom_seg(path, reference=image)
+        for line in other_series_warnings(seg, image, Path(path).name):
+            click.echo(f"warning: {line}", err=True)
         info = describe_segmentation(seg, Path(path).name, image, f"DICOM SEG {seg.meta['segmentation_type']}")
         info["model"] = seg.meta.get("model", "")
         for d, segment in zip(info["segments"], seg):

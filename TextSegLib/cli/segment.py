@@ -94,6 +94,7 @@ def command(image: str, prompts: tuple[str, ...], output: str, model_name: str |
     """Segment the structures named by the prompts in IMAGE (file or DICOM folder)."""
     from ..engine.results import to_segmentation
     from ..io import check_output_path, read_volume, write_nifti_labels, write_seg_nrrd
+    from ..io.writing import output_set
     from ..knowledge.resolved import engine_resolution_args, resolve_prompts
     from ..measurements import format_table, measure
     from ..models.catalog import load_engine
@@ -161,16 +162,19 @@ def command(image: str, prompts: tuple[str, ...], output: str, model_name: str |
     rows = [measure(result.masks[p.text], volume, name=p.name, probability=result.probabilities.get(p.text),
                     found=result.is_found(p.text), reason=result.reasons.get(p.text, "")) for p in resolved]
     written = []
-    if len(seg):
-        if not dicom_outputs.is_dicom_output(out):
-            written = write_nifti_labels(seg, out, overwrite) if is_nifti_out else [write_seg_nrrd(seg, out, overwrite)]
-        written += dicom_outputs.finish(seg, volume, out, overwrite, engine, dicomweb, model_name, model_path)
-        if nifti_path is not None:
-            written += write_nifti_labels(seg, nifti_path, overwrite)
-    else:
-        click.echo(f"warning: none of the {len(resolved)} structure(s) was found; {out} was not written.", err=True)
-    if stats is not None:
-        written.append(write_stats(rows, stats, overwrite))
+    with output_set():  # the files appear together; a re-run completes a set a kill cut short
+        if len(seg):
+            if not dicom_outputs.is_dicom_output(out):
+                written = write_nifti_labels(seg, out, overwrite) if is_nifti_out else \
+                    [write_seg_nrrd(seg, out, overwrite)]
+            written += dicom_outputs.finish(seg, volume, out, overwrite, engine, dicomweb, model_name, model_path)
+            if nifti_path is not None:
+                written += write_nifti_labels(seg, nifti_path, overwrite)
+        else:
+            click.echo(f"warning: none of the {len(resolved)} structure(s) was found; {out} was not written.",
+                       err=True)
+        if stats is not None:
+            written.append(write_stats(rows, stats, overwrite))
     t = result.timings
     found = sum(1 for p in resolved if result.is_found(p.text))
     say(f"{found} of {len(resolved)} structure(s) found in {t.get('total', 0):.1f} s "

@@ -23,8 +23,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from ..errors import GeometryError
-from ..volume import Volume
+from ..errors import GeometryError, VolumeTooLargeError
+from ..volume import Volume, max_voxels
 
 
 # -- orientation -------------------------------------------------------------------
@@ -161,6 +161,19 @@ class ModelGrid:
         return img
 
 
+def _check_grid_size(volume: Volume, spacing: np.ndarray, shape: np.ndarray) -> None:
+    """Refuse a model grid above the voxel limit before anything is allocated (a tiny scan with
+    500 mm voxels would otherwise be resampled into tens of gigabytes)."""
+    n = float(np.prod(shape))
+    if n > max_voxels():
+        raise VolumeTooLargeError(
+            f"{volume.name or 'volume'}: resampling it to the model's spacing {' x '.join(f'{s:g}' for s in spacing)} "
+            f"mm would make a grid of {n:,.0f} voxels ({' x '.join(f'{s:.0f}' for s in shape)}), above the limit "
+            f"of {max_voxels():,}; its spacing {' x '.join(f'{s:g}' for s in volume.spacing)} mm or field of view "
+            "is implausible.",
+            "Check the spacing in the scan's header, or crop the scan (or raise TEXTSEG_MAX_VOXELS).")
+
+
 def make_grid(volume: Volume, spacing: Sequence[float] | None) -> ModelGrid:
     """The (uncropped) model grid for ``volume`` at ``spacing`` (RAS axis order, mm);
     ``None`` keeps the source spacing."""
@@ -184,7 +197,9 @@ def make_grid(volume: Volume, spacing: Sequence[float] | None) -> ModelGrid:
         reo[:3, r] = col
     reo[:3, 3] = origin
     scale = new / old
-    shape = np.maximum(np.round((n - 1) / scale + 1), 1).astype(int)
+    shape = np.maximum(np.round((n - 1) / scale + 1), 1)
+    _check_grid_size(volume, new, shape)
+    shape = shape.astype(int)
     out = reo.copy()
     out[:3, :3] = reo[:3, :3] * scale
     return ModelGrid(

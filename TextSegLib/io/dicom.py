@@ -13,8 +13,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import DicomSeriesError, GeometryError, VolumeTooLargeError
-from ..volume import Volume, max_voxels, normalize_modality
+from ..volume import MIN_SPACING_MM, Volume, max_voxels, normalize_modality
 from ._itk import itk_reason, quiet_itk
+from .dicom_checks import NATIVE, check_slice, syntax_name, transfer_syntax
 from .sitk_convert import from_sitk
 
 #: Volume.meta key -> DICOM tag, copied from the first slice of the series.
@@ -63,12 +64,20 @@ def _tags(path: str) -> dict[str, str]:
 
 def list_series(folder: str | Path) -> list[SeriesInfo]:
     """The image series directly inside ``folder`` (not its sub-folders)."""
-    folder = str(folder)
+    name, folder = folder, str(folder)
+    error = None
+    with quiet_itk() as captured:
+        try:
+            uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
+            found = [(uid, list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid))) for uid in uids]
+        except RuntimeError as exc:
+            error = exc
+    if error is not None:
+        raise DicomSeriesError(f"{name}: the DICOM headers cannot be parsed ({itk_reason(error, captured)}).",
+                               "A file here has a corrupt header; export the series again.")
     with quiet_itk():
-        uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
         out = []
-        for uid in uids:
-            files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid))
+        for uid, files in found:
             try:
                 tags = _tags(files[0])
             except DicomSeriesError:
@@ -150,6 +159,8 @@ def _slice_geometry(folder: Path, files: list[str]) -> tuple[list[dict[str, str]
     """Tags of every slice; checks orientation and spacing; says if float output is needed."""
     tags = [_tags(f) for f in files]
     _check_one_kind(folder, files, tags)
+    for f, t in zip(files, tags):
+        check_slice(f"{Path(f).name} in {folder}", f, t)
     if len(tags) < 2:
         return tags, False
     try:
@@ -180,6 +191,11 @@ def _slice_geometry(folder: Path, files: list[str]) -> tuple[list[dict[str, str]
         )
     pos = np.sort(ipp @ normal)
     gaps = np.diff(pos)
+    if np.all(gaps > 1e-9) and np.all(gaps < MIN_SPACING_MM):
+        raise DicomSeriesError(
+            f"{folder}: the slices are only {float(np.median(gaps)):.3g} mm apart (ImagePositionPatient), "
+            f"closer than any scan's slices (at least {MIN_SPACING_MM:g} mm).",
+            "Fix the slice positions in the headers, or export the series again.")
     if np.any(gaps < 1e-3):
         raise DicomSeriesError(
             f"{folder}: {int(np.sum(gaps < 1e-3)) + 1} slices share a position (several echoes, phases or time points in one series).",
@@ -230,6 +246,11 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Volu
         except RuntimeError as exc:
             error = exc
     if error is not None:
+        syntaxes = sorted({transfer_syntax(f) for f in info.files} - NATIVE - {""})
+        if syntaxes:
+            names = ", ".join(f"{syntax_name(u)} ({u})" for u in syntaxes)
+            raise DicomSeriesError(f"{folder}: the compressed pixel data ({names}) cannot be decoded; "
+                                   "a file is corrupt.", "Export the series again, uncompressed if possible.")
         raise DicomSeriesError(f"{folder}: the series cannot be read ({itk_reason(error, captured)}).",
                                "Check that the files are complete; export the series again.")
     if img.GetDimension() == 3 and img.GetSize()[2] == 1:

@@ -9,6 +9,7 @@ label. Probability maps are not stored in either format.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import numpy as np
 from ..errors import InputFileError, OutputPathError
 from ..segmentation import Geometry, Segment, Segmentation, parse_terminology
 from ..volume import Volume
-from .volumes import check_output_path, extension, write_atomically, write_volume
+from .volumes import check_nrrd_header, check_output_path, extension, write_atomically, write_volume
+from .writing import output_set
 
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 CONCEPT_TAG = "TextSeg.ConceptID"
@@ -81,6 +83,7 @@ def read_seg_nrrd(path: str | os.PathLike) -> Segmentation:
         raise InputFileError(f"{p}: no such file.", "Check the path.")
     if p.stat().st_size == 0:
         raise InputFileError(f"{p.name}: the file is empty (0 bytes).", "Save the segmentation again.")
+    check_nrrd_header(p)  # the same voxel cap and data-file confinement as read_volume
     try:
         data = slicerio.read_segmentation(str(p))
     except Exception as exc:  # slicerio raises IOError/ValueError/NRRDError
@@ -134,20 +137,28 @@ def write_nifti_labels(segmentation: Segmentation, path: str | os.PathLike, over
     csv_path = p.with_name(f"{stem}_labels.csv")
     for q in layer_paths + [csv_path]:
         check_output_path(q, overwrite, formats={ext: "NIfTI", ".csv": "CSV"})
+    with output_set():  # the label maps and their CSV appear together
+        return _write_labels(segmentation, layers, where, layer_paths, csv_path, overwrite)
+
+
+def _write_labels(segmentation: Segmentation, layers: list[np.ndarray], where: list[tuple[int, int]],
+                  layer_paths: list[Path], csv_path: Path, overwrite: bool) -> list[Path]:
     written = []
     for layer, q in zip(layers, layer_paths):
         written.append(write_volume(Volume(layer, segmentation.ijk_to_ras, name=q.name), q, overwrite))
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["file", "label", "name", "concept_id", "category", "type", "type_modifier",
-                    "anatomic_region", "anatomic_region_modifier", "color_r", "color_g", "color_b", "voxels"])
-        for seg, (li, lv) in zip(segmentation, where):
-            t = seg.terminology_entry()
-            color = seg.color or (0.5, 0.5, 0.5)
-            w.writerow([layer_paths[li].name, lv, seg.name, seg.concept_id or "",
-                        _csv_code(t.category) if t else "", _csv_code(t.type) if t else "",
-                        _csv_code(t.type_modifier) if t else "", _csv_code(t.anatomic_region) if t else "",
-                        _csv_code(t.anatomic_region_modifier) if t else "",
-                        *(f"{c:.4f}" for c in color), seg.voxel_count])
-    written.append(csv_path)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["file", "label", "name", "concept_id", "category", "type", "type_modifier",
+                "anatomic_region", "anatomic_region_modifier", "color_r", "color_g", "color_b", "voxels"])
+    for seg, (li, lv) in zip(segmentation, where):
+        t = seg.terminology_entry()
+        color = seg.color or (0.5, 0.5, 0.5)
+        w.writerow([layer_paths[li].name, lv, seg.name, seg.concept_id or "",
+                    _csv_code(t.category) if t else "", _csv_code(t.type) if t else "",
+                    _csv_code(t.type_modifier) if t else "", _csv_code(t.anatomic_region) if t else "",
+                    _csv_code(t.anatomic_region_modifier) if t else "",
+                    *(f"{c:.4f}" for c in color), seg.voxel_count])
+    text = buf.getvalue()
+    written.append(write_atomically(csv_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline=""),
+                                    ".csv"))
     return written

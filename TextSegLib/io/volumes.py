@@ -5,22 +5,18 @@ wrong and what to do; SimpleITK's own error text is never shown raw.
 """
 from __future__ import annotations
 
-import gzip
 import os
 import re
-import struct
-import tempfile
-import zlib
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import GeometryError, InputFileError, OutputPathError, VolumeTooLargeError
-from ..volume import Volume, max_voxels, normalize_modality
+from ..volume import Volume, check_plausible_geometry, max_voxels, normalize_modality
 from ._itk import itk_reason, quiet_itk
 from .sitk_convert import from_sitk, to_sitk
+from .writing import atomic_replace, check_output_path, output_set, write_atomically  # noqa: F401 (re-exported)
 
 #: extension -> format name, for files read_volume accepts.
 READ_FORMATS = {".nii": "NIfTI", ".nii.gz": "NIfTI", ".nrrd": "NRRD", ".nhdr": "NRRD",
@@ -61,6 +57,7 @@ def read_volume(path: str | os.PathLike, modality: str | None = None,
                 "Drop the series UID, or pass the folder that holds the DICOM series.",
             )
         volume = _read_file(p)
+    check_plausible_geometry(volume)
     volume.meta.setdefault("source", str(p))
     if modality is not None and modality != "":
         volume.modality = normalize_modality(modality)
@@ -81,7 +78,11 @@ def _read_file(p: Path) -> Volume:
     if size == 0:
         raise InputFileError(f"{p.name}: the file is empty (0 bytes).", "Export or copy the scan again.")
     if kind == "NRRD":
-        _check_nrrd_header(p)
+        check_nrrd_header(p, scan=True)
+    elif kind == "NIfTI":
+        from .nifti_header import check_nifti
+
+        check_nifti(p)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(p))
     with quiet_itk():
@@ -96,8 +97,6 @@ def _read_file(p: Path) -> Volume:
                 f"Check that it really is a {kind} file and opens in another viewer, or export it again.",
             ) from None
     _check_information(p, reader)
-    if kind == "NIfTI":
-        _check_nifti(p)
     with quiet_itk() as captured:
         try:
             img = reader.Execute()
@@ -158,7 +157,10 @@ def _check_information(p: Path, reader: sitk.ImageFileReader) -> None:
         )
 
 
-def _check_nrrd_header(p: Path) -> None:
+def check_nrrd_header(p: Path, scan: bool = False) -> dict:
+    """The pynrrd header of ``p`` after the checks every NRRD reader (scan or ``.seg.nrrd``) shares:
+    a readable header, the voxel cap on the declared sizes, detached data files confined to the
+    header's folder. ``scan=True`` also refuses a Slicer segmentation given as the scan."""
     import nrrd
 
     try:
@@ -178,6 +180,10 @@ def _check_nrrd_header(p: Path) -> None:
     if data_file:
         for name in _nrrd_data_files(p, str(data_file)):
             _check_data_file(p, name)
+    if scan and any(str(k).startswith("Segment0_") for k in header):
+        raise InputFileError(f"{p.name}: is a Slicer segmentation (.seg.nrrd), not a scan.",
+                             "Pass the image it was made on; show the segmentation with `textseg info`.")
+    return header
 
 
 def _nrrd_data_files(p: Path, field: str) -> list[str]:
@@ -223,156 +229,6 @@ def _check_data_file(p: Path, name: str) -> None:
     if not target.is_file():
         raise InputFileError(f"{p.name}: its voxel data file {name!r} is a device, pipe or socket, not a file.",
                              "Point 'data file' at the raw or gzip voxel file.")
-
-
-def _nifti_header(p: Path) -> dict | None:
-    """Fields of a NIfTI-1 header needed for the checks below (None for NIfTI-2)."""
-    try:
-        opener = gzip.open if extension(p) == ".nii.gz" else open
-        with opener(p, "rb") as f:
-            head = f.read(352)
-    except (OSError, EOFError, zlib.error):
-        raise InputFileError(f"{p.name}: the file is not valid gzip data.", "Copy or export it again.") from None
-    if len(head) < 348:
-        raise InputFileError(f"{p.name}: the file is truncated (shorter than a NIfTI header).",
-                             "Copy or export it again.")
-    endian = "<" if struct.unpack("<i", head[:4])[0] in (348, 540) else ">"
-    if struct.unpack(endian + "i", head[:4])[0] != 348:
-        return None
-    dims = struct.unpack(endian + "8h", head[40:56])
-    datatype, bitpix = struct.unpack(endian + "2h", head[70:74])
-    vox_offset = int(struct.unpack(endian + "f", head[108:112])[0])
-    ndim = max(1, min(7, dims[0]))
-    nvox = int(np.prod([max(1, d) for d in dims[1:ndim + 1]], dtype=np.int64))
-    return {"endian": endian, "datatype": datatype, "vox_offset": vox_offset,
-            "expected": vox_offset + nvox * bitpix // 8}
-
-
-def _check_nifti(p: Path) -> None:
-    """Detect truncated files and NaN/Inf voxels: ITK's NIfTI reader would
-    silently fill missing voxels and replace NaN/Inf by 0."""
-    hdr = _nifti_header(p)
-    if hdr is None:
-        return  # NIfTI-2: leave the checks to ITK
-    expected = hdr["expected"]
-    if extension(p) == ".nii":
-        actual = p.stat().st_size
-    else:
-        with open(p, "rb") as f:
-            f.seek(-4, os.SEEK_END)
-            isize = struct.unpack("<I", f.read(4))[0]
-        actual = expected if isize == expected % 2**32 else _gunzip_length(p)
-    if actual < expected:
-        raise InputFileError(
-            f"{p.name}: the file is truncated ({actual:,} of {expected:,} bytes present).",
-            "The download or copy was incomplete; copy or export it again.",
-        )
-    dtype = {16: "f4", 64: "f8"}.get(hdr["datatype"])
-    if dtype:
-        bad = _count_nonfinite(p, hdr["vox_offset"], np.dtype(hdr["endian"] + dtype))
-        if bad:
-            raise InputFileError(
-                f"{p.name}: {bad:,} voxel(s) are NaN or Inf.",
-                "Replace them (e.g. with the background value) before segmenting.",
-            )
-
-
-def _count_nonfinite(p: Path, offset: int, dtype: np.dtype) -> int:
-    opener = gzip.open if extension(p) == ".nii.gz" else open
-    bad = 0
-    chunk = dtype.itemsize * (1 << 20)
-    with opener(p, "rb") as f:
-        f.read(offset)
-        while block := f.read(chunk):
-            usable = len(block) - len(block) % dtype.itemsize
-            bad += int(np.count_nonzero(~np.isfinite(np.frombuffer(block[:usable], dtype=dtype))))
-    return bad
-
-
-def _gunzip_length(p: Path) -> int:
-    """Bytes a (possibly truncated, possibly multi-member) gzip file decompresses to."""
-    total = 0
-    dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        with open(p, "rb") as f:
-            while raw := f.read(1 << 20):
-                while raw:
-                    total += len(dec.decompress(raw))
-                    raw = dec.unused_data
-                    if raw:
-                        dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    except zlib.error:
-        pass
-    return total
-
-
-def check_output_path(path: str | os.PathLike, overwrite: bool = False,
-                      formats: dict[str, str] | None = None) -> Path:
-    """Fail early (before heavy work) if ``path`` cannot be written; returns it as a Path."""
-    p = Path(path).expanduser()
-    formats = WRITE_FORMATS if formats is None else formats
-    if p.is_dir():
-        raise OutputPathError(f"{p}: is a folder, not a file name.", "Give a file name inside it.")
-    ext = extension(p) if not p.name.lower().endswith(".seg.nrrd") else ".seg.nrrd"
-    if ext not in formats and extension(p) not in formats:
-        raise OutputPathError(
-            f"{p}: cannot write file type {ext or '(no extension)'!r}.",
-            "Use one of: " + ", ".join(sorted(formats)) + ".",
-        )
-    if p.exists() and not overwrite:
-        raise OutputPathError(f"{p}: already exists; TextSeg does not overwrite files.",
-                              "Choose a new name, or pass --overwrite to replace it.")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputPathError(f"{p}: the folder {parent} does not exist.", "Create it first or choose another folder.")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".textseg-write-test-", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputPathError(f"{p}: the folder {parent} is not writable ({exc.strerror}).",
-                              "Choose a folder you can write to.") from None
-    return p
-
-
-def _default_mode() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-_FILE_MODE = _default_mode()
-
-
-def atomic_replace(tmp: str | os.PathLike, target: Path) -> None:
-    """Move a finished temporary file onto ``target`` with normal file permissions
-    (``mkstemp`` creates files readable by their owner only)."""
-    os.chmod(tmp, _FILE_MODE)
-    os.replace(tmp, target)
-
-
-def write_atomically(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> Path:
-    """Have ``write(tmp)`` fill a hidden temporary file beside ``path``, flush it to disk, then
-    rename it onto ``path``: readers see the old file or the whole new one, never a part, and a
-    failed write leaves nothing behind. An ``OSError`` becomes a one-line :class:`OutputPathError`."""
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".textseg-", suffix=suffix or "".join(p.suffixes[-2:]), dir=p.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        atomic_replace(tmp, p)
-    except OSError as exc:
-        raise OutputPathError(f"{p}: writing failed ({exc.strerror or exc}).",
-                              "Check free disk space and permissions.") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
 
 
 def write_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = False) -> Path:

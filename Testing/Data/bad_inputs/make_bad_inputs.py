@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import struct
 from pathlib import Path
+from typing import Callable
 
 import nibabel as nib
 import nrrd
@@ -100,6 +102,56 @@ def make_files(out: Path) -> None:
     )
 
 
+def _nifti_header_bytes(array: np.ndarray, path: Path, change: Callable[[bytearray], None]) -> None:
+    """An uncompressed NIfTI-1 of ``array`` with raw header bytes changed (nibabel would refuse them)."""
+    tmp = path.with_name("_" + path.name)
+    nib.save(nib.Nifti1Image(array, np.diag([-1.0, -1.0, 2.0, 1.0])), str(tmp))
+    data = bytearray(tmp.read_bytes())
+    tmp.unlink()
+    change(data)
+    path.write_bytes(bytes(data))
+
+
+def _pack(offset: int, fmt: str, *values) -> Callable[[bytearray], None]:
+    def change(data: bytearray) -> None:
+        data[offset:offset + struct.calcsize(fmt)] = struct.pack(fmt, *values)
+    return change
+
+
+def make_nifti_geometry(out: Path) -> None:
+    """NIfTI headers ITK would repair silently or report misleadingly (issue 22)."""
+    small = _noise((8, 8, 4))
+    img = nib.Nifti1Image(small, np.diag([-1.0, -1.0, 2.0, 1.0]))
+    img.header["pixdim"][1] = np.inf
+    nib.save(img, str(out / "nifti_pixdim_inf.nii.gz"))
+    nib.save(nib.Nifti1Image(small, np.diag([-500.0, -500.0, 500.0, 1.0])), str(out / "nifti_500mm_spacing.nii.gz"))
+    _nifti_header_bytes(small, out / "nifti_dim_zero.nii", _pack(40, "<h", 0))
+    nib.save(nib.Nifti2Image(small, np.diag([-1.0, -1.0, 2.0, 1.0])), str(out / "nifti2.nii"))
+
+    def quaternion(data: bytearray) -> None:
+        data[252:256] = struct.pack("<2h", 1, 0)  # qform_code 1, sform_code 0
+        data[256:268] = struct.pack("<3f", 0.9, 0.9, 0.0)
+    _nifti_header_bytes(small, out / "nifti_quaternion_not_unit.nii", quaternion)
+    # float16 bytes (twice as many values) behind a header that says FLOAT32
+    half = np.random.default_rng(0).normal(0, 100, size=8 * 8 * 8).astype(np.float16)
+
+    def float16(data: bytearray) -> None:
+        data[70:74] = struct.pack("<2h", 16, 32)
+        data[352:] = half.tobytes()
+    _nifti_header_bytes(small, out / "nifti_float16_as_float32.nii", float16)
+
+
+def make_seg_nrrd(out: Path) -> None:
+    """Slicer segmentations with a hostile header, and one given as a scan (issue 22, items 8, 10)."""
+    seg = ("NRRD0004\ntype: unsigned char\ndimension: 3\nsizes: {sizes}\nencoding: raw\n"
+           "space: left-posterior-superior\nspace directions: (1,0,0) (0,1,0) (0,0,1)\nspace origin: (0,0,0)\n"
+           "Segment0_ID:=Segment_1\nSegment0_Name:=liver\nSegment0_LabelValue:=1\nSegment0_Layer:=0\n"
+           "Segment0_Extent:=0 3 0 3 0 2\n")
+    (out / "seg_data_file_outside.seg.nrrd").write_text(seg.format(sizes="4 4 3") + "data file: /etc/passwd\n")
+    (out / "seg_huge_header.seg.nrrd").write_bytes(seg.format(sizes="4096 4096 4096").encode() + b"\n" + bytes(64))
+    (out / "segmentation_as_scan.nrrd").write_bytes(seg.format(sizes="4 4 3").encode() + b"\n" + bytes(48))
+
+
 def _fixture_slices() -> list[tuple[Path, np.ndarray]]:
     """Fixture slice files sorted by z, each with a 16×16 crop of its stored pixel values."""
     out = []
@@ -114,7 +166,7 @@ def _fixture_slices() -> list[tuple[Path, np.ndarray]]:
 
 def _write_slice(src: Path, pixels: np.ndarray, path: Path, study: str, series: str,
                  description: str = "", with_pixels: bool = True, modality: str = "",
-                 frame: str = "") -> None:
+                 frame: str = "", change: Callable[[pydicom.Dataset], None] | None = None) -> None:
     ds = pydicom.dcmread(src)
     for elem in list(ds):
         if elem.VR == "SQ" or elem.tag.is_private:
@@ -141,7 +193,74 @@ def _write_slice(src: Path, pixels: np.ndarray, path: Path, study: str, series: 
         ds.SmallestImagePixelValue = int(pixels.min())
     else:
         del ds.PixelData
+    if change is not None:
+        change(ds)
     ds.save_as(path, enforce_file_format=True)
+
+
+def _set(**tags) -> Callable[[pydicom.Dataset], None]:
+    def change(ds: pydicom.Dataset) -> None:
+        for key, value in tags.items():
+            setattr(ds, key, value)
+    return change
+
+
+def _series(out: Path, name: str, slices, change=None, n: int = 3, changes=None) -> None:
+    """A small series ``name`` of the first ``n`` fixture slices, each changed by ``change``
+    (or by ``changes[i]``)."""
+    folder = out / name
+    folder.mkdir()
+    study = generate_uid(entropy_srcs=["textseg-bad-inputs-study"])
+    uid = generate_uid(entropy_srcs=["textseg-bad-inputs", name])
+    for i, (src, px) in enumerate(slices[:n]):
+        _write_slice(src, px, folder / f"s{i}.dcm", study, uid, name,
+                     change=changes[i] if changes else change)
+
+
+def _positions(step: float) -> list[Callable[[pydicom.Dataset], None]]:
+    return [_set(ImagePositionPatient=[-100.0, -100.0, 100.0 + i * step], SliceLocation=None) for i in range(3)]
+
+
+def _short_pixels(keep: int) -> Callable[[pydicom.Dataset], None]:
+    def change(ds: pydicom.Dataset) -> None:
+        ds.PixelData = ds.PixelData[:keep]
+    return change
+
+
+def _huge_rows(ds: pydicom.Dataset) -> None:
+    ds.Rows = ds.Columns = 20000
+    ds.PixelData = ds.PixelData[:1024]
+
+
+def _encapsulated(syntax: str, payload: bytes) -> Callable[[pydicom.Dataset], None]:
+    def change(ds: pydicom.Dataset) -> None:
+        from pydicom.encaps import encapsulate
+
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.PixelData = encapsulate([payload])
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+    return change
+
+
+def make_dicom_geometry(out: Path) -> None:
+    """Series whose tags a reader must not repair silently (issue 22, items 6, 7, 10)."""
+    slices = _fixture_slices()
+    _series(out, "dicom_nan_position", slices, changes=[_set(ImagePositionPatient=["nan", "nan", "nan"])] * 3)
+    _series(out, "dicom_zero_pixel_spacing", slices, _set(PixelSpacing=[0, 0]))
+    _series(out, "dicom_short_pixel_data", slices, n=2, changes=[lambda ds: None, _short_pixels(200)])
+    _series(out, "dicom_huge_rows", slices, _huge_rows, n=2)
+    _series(out, "dicom_monochrome1", slices, _set(PhotometricInterpretation="MONOCHROME1"))
+    _series(out, "dicom_bad_rescale", slices, _set(RescaleSlope="9.9"))
+    for f in (out / "dicom_bad_rescale").iterdir():  # pydicom refuses to store 'abc' as a DS value
+        f.write_bytes(f.read_bytes().replace(b"\x28\x00\x53\x10DS\x04\x009.9 ", b"\x28\x00\x53\x10DS\x04\x00abc "))
+    _series(out, "dicom_tiny_spacing", slices, changes=_positions(1e-6))
+    _series(out, "dicom_500mm_spacing", slices, changes=_positions(500.0))
+    _series(out, "dicom_zero_orientation", slices, _set(ImageOrientationPatient=[0, 0, 0, 0, 0, 0]))
+    _series(out, "dicom_corrupt_jpeg", slices,
+            _encapsulated("1.2.840.10008.1.2.4.50", b"\xff\xd8\xff\xdb" + bytes(range(256)) * 2 + b"\xff\xd9"))
+    _series(out, "dicom_htj2k", slices,
+            _encapsulated("1.2.840.10008.1.2.4.201", b"\xff\x4f\xff\x51" + bytes(64)))
 
 
 def make_dicom(out: Path) -> None:
@@ -186,12 +305,18 @@ def make_dicom(out: Path) -> None:
 
 
 def main() -> None:
+    import warnings
+
+    warnings.simplefilter("ignore", UserWarning)  # pydicom's note on the deliberately invalid DS values
     for p in HERE.iterdir():
         if p.name == Path(__file__).name:
             continue
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     make_files(HERE)
     make_dicom(HERE)
+    make_dicom_geometry(HERE)
+    make_nifti_geometry(HERE)
+    make_seg_nrrd(HERE)
     total = sum(p.stat().st_size for p in HERE.rglob("*") if p.is_file())
     print(f"wrote {sum(1 for _ in HERE.iterdir()) - 1} cases, {total / 1024:.0f} KiB in {HERE}")
 
