@@ -246,4 +246,13 @@ def test_install_kept_the_pinned_torch():
 
     import voxtell.inference.predictor  # noqa: F401
 
-    assert "torchvision" not in sys.modules  # PyPI's torchvision does not import beside the CPU torch
+    assert "torchvision" not in sys.modules  # VoxTell's inference path never needs it
+    # PyPI's torchvision (pulled by timm) does not import beside the CPU torch, and transformers then
+    # fails to import any model (Qwen3, SAT's BERT): `make setup` removes it after installing the extra
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is not None:
+        import torchvision  # noqa: F401  (must import, else transformers' models break)
+    import importlib
+
+    importlib.import_module("transformers.models.qwen3.modeling_qwen3")
