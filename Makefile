@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# CPU torch first, so nothing pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[test,server,serve-ray,dicom,hub,offline-text,cohort]"
+	$(BIN)/python -m pip install -q -e ".[test,server,serve-ray,dicom,hub,offline-text,cohort,voxtell]"
+	# timm (a voxtell dependency) pulls PyPI's torchvision, which does not import beside the CPU torch and
+	# then breaks every transformers model import; VoxTell's inference never imports it.
+	$(BIN)/python -m pip uninstall -y -q torchvision
 	# Slicer's real MRML, headless, for the module's logic tests.
 	$(BIN)/python -m pip install -q "slicer-core>=5.11"
 	# trame-slicer only for Slicer's terminology JSON files and its scene bootstrap example.

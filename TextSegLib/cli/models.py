@@ -26,11 +26,28 @@ def list_cmd() -> None:
 @command.command("pull")
 @click.argument("name")
 @click.option("--to", "dest", type=click.Path(file_okay=False), help="Download into this folder.")
-def pull_cmd(name: str, dest: str | None) -> None:
+@click.option("--yes", "accept", is_flag=True, help="Accept the weights' licence without asking.")
+@click.option("--text-encoder", "text_encoder", is_flag=True,
+              help="VoxTell: also download its Qwen3 text encoder (for prompts outside the embedding bank).")
+def pull_cmd(name: str, dest: str | None, accept: bool, text_encoder: bool) -> None:
     """Download model NAME (needs internet and huggingface_hub)."""
-    from ..models.catalog import pull, register
+    import sys
 
-    folder = pull(name, dest, echo=lambda s: click.echo(s, err=True))
+    from ..errors import ModelError
+    from ..models.catalog import consented, download_plan, get_entry, pull, record_consent, register
+
+    entry = get_entry(name)
+    if entry.architecture == "voxtell":
+        click.echo(entry.license, err=True)
+        click.echo("It downloads:\n" + "\n".join(download_plan(entry, text_encoder)), err=True)
+        if not consented(entry.name):
+            if not accept and not (sys.stdin is not None and sys.stdin.isatty()
+                                   and click.confirm("Accept this licence and download?", default=False, err=True)):
+                raise ModelError(f"{entry.name} was not downloaded: its licence was not accepted.",
+                                 f"Run `textseg models pull {entry.name} --yes` to accept it "
+                                 "(asked once), or register a folder you have with `textseg models register`.")
+            record_consent(entry.name, entry.license)
+    folder = pull(name, dest, echo=lambda s: click.echo(s, err=True), text_encoder=text_encoder)
     if dest:
         register(name, folder)
     click.echo(str(folder))

@@ -82,6 +82,13 @@ def command(query: tuple[str, ...], limit: int, modality: str | None, model_name
         shown = s.concept.name if s.matched.lower() == s.concept.name.lower() else f"{s.matched} → {s.concept.name}"
         click.echo(f"{mark} {shown:<48} {' › '.join(s.concept.path[:-1]) or '-':<40} {s.concept.code}")
     where = f" on {modality.upper()}" if modality else ""
+    if label.lower() == "voxtell":
+        from ..models.voxtell.text import bank_coverage
+
+        hit, total = bank_coverage(vocabulary)
+        click.echo(f"(* = in {label}'s embedding bank: {hit} of the tree's {total} concepts; "
+                   "other text is encoded by its text encoder)")
+        return
     click.echo(f"(* = trained term of {label}{where})")
 
 

@@ -182,6 +182,43 @@ def manual_steps(entry: ModelEntry, folder: Path) -> str:
     return "\n".join(lines)
 
 
+def _consent_file() -> Path:
+    return textseg_home() / "consent.json"
+
+
+def consented(name: str) -> bool:
+    """Whether the user accepted model ``name``'s licence (asked once, stored in $TEXTSEG_HOME)."""
+    try:
+        return bool(json.loads(_consent_file().read_text(encoding="utf-8")).get(name.lower()))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def record_consent(name: str, licence: str) -> None:
+    f = _consent_file()
+    try:
+        data = json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+    except ValueError:
+        data = {}
+    data[name.lower()] = licence
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    tmp.replace(f)
+
+
+def download_plan(entry: ModelEntry, text_encoder: bool = False) -> list[str]:
+    """One line per part a pull downloads, with its size (shown before asking for consent)."""
+    def gb(n):
+        return f"~{n / 1e9:.1f} GB" if n and n >= 1e8 else f"~{n / 1e6:.0f} MB" if n else "size unknown"
+    lines = [f"  {mf.name} ({mf.role.replace('_', ' ')}, {gb(mf.approx_size)})" for mf in entry.files]
+    te = (entry.inference or {}).get("text_encoder")
+    if te:
+        what = "downloaded" if text_encoder else "not downloaded; add --text-encoder for prompts outside the bank"
+        lines.append(f"  {te['repo_id']} text encoder ({gb(te.get('approx_size'))}, {te.get('license', '')}; {what})")
+    return lines
+
+
 def default_folder(name: str) -> Path:
     return textseg_home() / "models" / name
 
@@ -212,11 +249,14 @@ def model_path(name: str) -> Path:
 
 
 def pull(name: str, dest: str | os.PathLike | None = None,
-         echo: Callable[[str], None] = lambda s: None) -> Path:
+         echo: Callable[[str], None] = lambda s: None, text_encoder: bool = False) -> Path:
     """Download model ``name`` with huggingface_hub, verify it, return its folder."""
     entry = get_entry(name)
     if entry.source.get("type") != "huggingface":
         return model_path(entry.name)
+    if entry.architecture == "voxtell" and not consented(entry.name):
+        raise ModelError(f"{entry.name}: the licence of its weights was not accepted. {entry.license}",
+                         f"Run `textseg models pull {entry.name}` and answer yes, or pass --yes.")
     folder = Path(dest).expanduser().resolve() if dest else default_folder(entry.name)
     try:
         from huggingface_hub import hf_hub_download
@@ -244,7 +284,18 @@ def pull(name: str, dest: str | os.PathLike | None = None,
             msg = str(error).splitlines()[0] if error is not None and str(error) else ""
             raise ModelError(f"Could not download {mf.remote_path} for {entry.name} "
                              f"({type(error).__name__}: {msg}).", manual_steps(entry, folder)) from None
+        target.parent.mkdir(parents=True, exist_ok=True)
         got.replace(target)
+    te = (entry.inference or {}).get("text_encoder")
+    if text_encoder and te:
+        from huggingface_hub import snapshot_download
+
+        echo(f"{te['folder']}/: downloading {te['repo_id']} ...")
+        try:
+            snapshot_download(repo_id=te["repo_id"], local_dir=str(folder / te["folder"]))
+        except Exception as exc:
+            raise ModelError(f"Could not download the text encoder {te['repo_id']} ({type(exc).__name__}).",
+                             f"Download it by hand into {folder / te['folder']}.") from None
     problems = verify(entry, folder)
     if problems:
         raise ModelError(f"Downloaded {entry.name} to {folder} but: {'; '.join(problems)}.",
@@ -281,6 +332,14 @@ def describe_folder(folder: Path, entry: ModelEntry | None = None) -> dict:
             man = json.loads(m.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise ModelError(f"{m}: invalid JSON ({exc}).", "Fix the manifest.") from None
+    elif (entry is not None and entry.architecture == "voxtell") or (
+            (folder / "plans.json").is_file() and (folder / "fold_0" / "checkpoint_final.pth").is_file()):
+        man = {"architecture": "voxtell"}  # a VoxTell release folder (plans.json + fold_0/)
+        for need in ("plans.json", "fold_0/checkpoint_final.pth"):
+            if not (folder / need).is_file():
+                raise ModelError(f"{folder}: the VoxTell file {need} is missing.",
+                                 "Run `textseg models pull VoxTell`, or copy the release's plans.json and "
+                                 "fold_0/checkpoint_final.pth into the folder.")
     elif (entry is not None and entry.architecture == "bundled") or (
             (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()):
         man = {"architecture": "bundled"}  # textseg-mini layout (``textseg train --out``)
@@ -299,7 +358,7 @@ def describe_folder(folder: Path, entry: ModelEntry | None = None) -> dict:
                              f"Put the model files there, or write a {MANIFEST} describing them.")
         man = {"architecture": "sat", "variant": "pro" if "pro" in ckpts[0].lower() else "nano",
                "checkpoint": ckpts[0], "queries": {"type": "text_encoder", "file": "text_encoder.pth"}}
-    if man.get("architecture") not in ("sat", "bundled"):
+    if man.get("architecture") not in ("sat", "bundled", "voxtell"):
         raise ModelError(f"{folder}: unknown architecture {man.get('architecture')!r}.", "Use 'sat'.")
     for key in ("checkpoint",):
         if man.get("architecture") == "sat" and not (folder / str(man.get(key))).is_file():
@@ -360,6 +419,10 @@ def load_engine(name: str | None = None, path: str | os.PathLike | None = None,
     man = describe_folder(folder, entry)
     if man["architecture"] == "bundled":
         return _bundled_engine(device, folder)
+    if man["architecture"] == "voxtell":
+        from .voxtell import load_voxtell_engine
+
+        return load_voxtell_engine(folder, device=device, name=(entry.name if entry else folder.name))
     return _sat_engine(folder, man, device, precision, name=(entry.name if entry else man.get("name", folder.name)))
 
 
@@ -417,8 +480,15 @@ def model_vocabulary(name: str | None = None, path: str | os.PathLike | None = N
             except ModelError:
                 if entry is not None and entry.architecture == "sat":  # not downloaded: SAT's terms are known
                     return label, sat_vocabulary(), True
+                if entry is not None and entry.architecture == "voxtell":  # no bank yet: free text only
+                    return label, {}, True
                 raise
     man = describe_folder(folder, entry)
+    if man["architecture"] == "voxtell":
+        from .voxtell import folder_vocabulary
+
+        terms = folder_vocabulary(folder)
+        return label, {m: terms for m in ("ct", "mri", "pet")}, True
     if man["architecture"] == "bundled":
         try:
             cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
