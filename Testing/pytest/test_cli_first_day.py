@@ -143,3 +143,53 @@ def test_skip_unknown_segments_the_rest(tmp_path, capsys, one_thread):
     rows = {r["name"]: r for r in csv.DictReader(stats.open())}
     assert rows["Liver"]["found"] == "True" and rows["hippocampus"]["reason"].startswith("skipped: ")
     assert (tmp_path / "o.seg.nrrd").exists()
+
+
+def test_refine_prints_a_readable_summary_naming_the_label(tmp_path, capsys):
+    import SimpleITK as sitk
+
+    from _refine_helpers import two_spheres
+    from TextSegLib.refine.algorithms import growcut_available
+
+    if not growcut_available():
+        pytest.skip("slicer-core (GrowCut) not installed")
+    vol, a, b = two_spheres()
+    labels = np.zeros(vol.shape, np.uint8)
+    labels[a] = 3
+    labels[18:22, 2:5, 2:5] = 7
+    for name, arr in (("ct.nii.gz", vol.array), ("seg.nii.gz", labels)):
+        sitk.WriteImage(sitk.GetImageFromArray(np.ascontiguousarray(arr.transpose(2, 1, 0))), str(tmp_path / name))
+    (tmp_path / "seg_labels.csv").write_text("file,label,name\nseg.nii.gz,3,Liver\nseg.nii.gz,7,Spleen\n")
+    base = ["refine", str(tmp_path / "ct.nii.gz"), str(tmp_path / "seg.nii.gz"), "--pos", "34,20,18", "--ijk"]
+    assert main(base + ["--label", "5", "-o", str(tmp_path / "x.nii.gz")]) == 2
+    assert "3 (Liver), 7 (Spleen)" in capsys.readouterr().err
+    assert main(base + ["--label", "3", "-o", str(tmp_path / "o.nii.gz")]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("Refined label 3 (Liver) with builtin") and "changed" in out and "{" not in out
+
+
+def test_demo_colours_tell_liver_from_aorta():
+    from TextSegLib.knowledge.resolved import resolve_prompt
+    from TextSegLib.overlay import legible_colors
+
+    rec = {n: resolve_prompt(n).color for n in ("liver", "spleen", "aorta", "left kidney")}
+    assert np.linalg.norm(np.subtract(rec["liver"], rec["aorta"])) < 0.25  # Slicer's colours: alike
+    shown = legible_colors(rec)
+    assert shown["liver"] == tuple(rec["liver"])  # the first keeps its recommended colour
+    names = list(shown)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert np.linalg.norm(np.subtract(shown[a], shown[b])) >= 0.25, (a, b)
+
+
+def test_demo_overlay_is_three_axial_levels(tmp_path):
+    from TextSegLib.overlay import axial_levels, write_overlay_png
+    from TextSegLib.volume import Volume
+
+    arr = np.full((30, 30, 20), 40, np.int16)
+    mask = np.zeros(arr.shape, bool)
+    mask[10:20, 10:20, 4:16] = True
+    assert axial_levels(mask) == [7, 10, 12]
+    vol = Volume(arr, np.eye(4), modality="ct")
+    p = write_overlay_png(vol, {"Liver": mask}, {"Liver": (0.87, 0.51, 0.40)}, tmp_path / "o.png", axial_only=True)
+    assert p.stat().st_size > 1000
