@@ -193,3 +193,24 @@ def test_demo_overlay_is_three_axial_levels(tmp_path):
     vol = Volume(arr, np.eye(4), modality="ct")
     p = write_overlay_png(vol, {"Liver": mask}, {"Liver": (0.87, 0.51, 0.40)}, tmp_path / "o.png", axial_only=True)
     assert p.stat().st_size > 1000
+
+
+@needs_mini
+def test_batch_skip_unknown_reports_skipped_prompts(tmp_path, capsys, one_thread):
+    import json as _json
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    _air(tmp_path).rename(scans / "air.nii.gz")
+    base = ["batch", str(scans), "-p", "liver", "-p", "hippocampus", "--modality", "ct", "--device", "cpu",
+            "--threads", "1", "--no-thumbnails"]
+    assert main(base + ["-o", str(tmp_path / "run0")]) == 2  # default: refused before any case
+    assert "hippocampus" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(base + ["-o", str(tmp_path / "run"), "--skip-unknown"])
+    assert e.value.code == 4
+    assert "skipped (--skip-unknown): hippocampus" in capsys.readouterr().err
+    rows = _json.loads((tmp_path / "run" / "cases" / "air" / "measurements.json").read_text())["rows"]
+    by = {r["structure"]: r for r in rows}
+    assert by["hippocampus"]["found"] is False and "not a structure" in by["hippocampus"]["reason"]
+    assert "Liver" in by
