@@ -36,7 +36,7 @@ def command(query: tuple[str, ...], limit: int, modality: str | None, model_name
 
     text = " ".join(query)
     modality = normalize_modality(modality)
-    if list_all or not text.strip():
+    if list_all:
         if vocab_file or text.strip():
             raise InputFileError("--all lists a model's terms: it takes no QUERY and no --vocabulary.",
                                  "Run `textseg terms --model M --all`, or drop --all to search.")
