@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
     "serve": ".serve",
     "pacs": ".pacs",
     "batch": ".batch",
+    "dicom": ".dicom",
 }
 
 
