@@ -74,3 +74,27 @@ def test_seg_naming():
     assert seg_series_number({"SeriesInstanceUID": "1.2.3"}) != seg_series_number({"SeriesInstanceUID": "1.2.4"})
     d = seg_series_description([f"Structure number {i}" for i in range(10)])
     assert len(d) <= 64 and d.startswith("TextSeg: Structure number 0") and "more" in d
+
+
+def test_docs_make_no_stale_send_to_pacs_claim():
+    """The panel has a Send to PACS button (TextSegPanelLib.pacs_panel): no doc may say otherwise."""
+    from conftest import REPO
+
+    assert "Send to PACS" in (REPO / "TextSeg" / "TextSegPanelLib" / "pacs_panel.py").read_text() \
+        or "Send to PACS" in (REPO / "TextSeg" / "TextSegPanelLib" / "panel.py").read_text()
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = " ".join(doc.read_text(encoding="utf-8").split())
+        assert 'no "Send to PACS" button yet' not in text and "no button for it yet" not in text, doc
+
+
+def test_readme_says_how_to_run_the_venv_command():
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = quick.split("```bash", 1)[1].split("```", 1)[0]
+    commands = [ln.split("#")[0].strip() for ln in block.splitlines() if ln.split("#")[0].strip()]
+    assert commands == ["make demo", "make test"]
+    makefile = (REPO / "Makefile").read_text()
+    assert all(f"\n{c.split()[1]}:" in makefile for c in commands)
+    assert ".venv/bin/textseg" in quick and ". .venv/bin/activate" in quick
