@@ -122,14 +122,17 @@ def format_table(rows: Sequence[Measurement], intensity_unit: str = "") -> list[
     """Aligned text lines for a terminal: name, volume, voxels, mean ± std [min, max]."""
     if not rows:
         return []
-    w = max(len(r.name) for r in rows)
+    w = max([len("structure")] + [len(r.name) for r in rows])
     unit = f" {intensity_unit}" if intensity_unit else ""
     lines = [f"  {'structure':<{w}}  {'volume':>10}  {'voxels':>10}  intensity mean ± std [min, max]"]
     for r in rows:
         if not r.found:
             reason = r.reason[len(r.name) + 2:] if r.reason.startswith(f"{r.name}: ") else r.reason
+            state = "not found"
+            if reason.startswith("skipped: "):  # set aside by --skip-unknown, never sent to the model
+                state, reason = "skipped", reason[len("skipped: "):]
             why = f" ({reason})" if reason else ""
-            lines.append(f"  {r.name:<{w}}  {'not found':>10}{why}")
+            lines.append(f"  {r.name:<{w}}  {state:>10}{why}")
             continue
         inten = "" if r.mean is None else f"{r.mean:.1f} ± {r.std:.1f} [{r.min:.0f}, {r.max:.0f}]{unit}"
         lines.append(f"  {r.name:<{w}}  {r.volume_ml:>7.1f} mL  {r.voxels:>10,}  {inten}")

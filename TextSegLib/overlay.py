@@ -19,6 +19,33 @@ VIEWS = ("axial", "coronal", "sagittal")
 VIEW_MARKERS = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I"), "sagittal": ("A", "P", "S", "I")}
 #: soft-tissue window for CT (HU)
 CT_WINDOW = (-160.0, 240.0)
+#: display colours for structures whose recommended colours are too alike to tell apart on a slice
+DISTINCT = ((0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16), (0.58, 0.4, 0.74),
+            (0.09, 0.75, 0.81), (0.74, 0.74, 0.13), (0.89, 0.47, 0.76))
+
+
+def legible_colors(colors: Mapping[str, Sequence[float]], min_distance: float = 0.25) -> dict[str, tuple]:
+    """The structures' colours for a picture: each keeps its recommended colour unless it lies within
+    ``min_distance`` (RGB, 0..1) of an earlier one (Slicer's liver, aorta and kidneys are all
+    brownish red); those get the first colour of :data:`DISTINCT` far enough from every other."""
+    out: dict[str, tuple] = {}
+
+    def far(c) -> bool:
+        return all(float(np.linalg.norm(np.subtract(c[:3], o[:3]))) >= min_distance for o in out.values())
+
+    for name, color in colors.items():
+        c = tuple(float(v) for v in (color or (0.5, 0.5, 0.5))[:3])
+        if not far(c):
+            c = next((d for d in DISTINCT if far(d)), c)
+        out[name] = c
+    return out
+
+
+def axial_levels(union: np.ndarray, n: int = 3) -> list[int]:
+    """``n`` axial slice indices (RAS order) spread over the structures' superior-inferior extent."""
+    ks = np.nonzero(union.any(axis=(0, 1)))[0]
+    lo, hi = (int(ks.min()), int(ks.max())) if ks.size else (0, union.shape[2] - 1)
+    return [int(round(lo + (hi - lo) * (i + 1) / (n + 1))) for i in range(n)]
 
 
 def ras_arrays(volume, masks: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -122,8 +149,10 @@ def write_thumbnails(volume, masks: Mapping[str, np.ndarray], colors: Mapping[st
 
 
 def write_overlay_png(volume, masks: dict[str, np.ndarray], colors: dict[str, Sequence[float]],
-                      path: Path, title: str = "") -> Path:
-    """Axial, coronal and sagittal slices through the union of the structures, with a legend."""
+                      path: Path, title: str = "", axial_only: bool = False) -> Path:
+    """Axial, coronal and sagittal slices through the union of the structures, with a legend;
+    ``axial_only``: three axial slices over the structures' extent instead (a short scan's coronal
+    and sagittal cuts are thin strips). Colours too alike are replaced (:func:`legible_colors`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,13 +164,19 @@ def write_overlay_png(volume, masks: dict[str, np.ndarray], colors: dict[str, Se
     for m in rmasks.values():
         union |= m
     win = window_for(volume, img)
+    colors = legible_colors({k: colors.get(k) for k in masks})
+    center = _center(union, img.shape)
+    views = view_cuts(center, sp)
+    if axial_only:
+        views = [(f"axial ({where})", view_cuts([*center[:2], k], sp)[0][1], view_cuts(center, sp)[0][2])
+                 for where, k in zip(("lower", "middle", "upper"), axial_levels(union))]
     fig, axes = plt.subplots(1, 3, figsize=(13, 5), dpi=100)
-    for ax, (name, cut, px) in zip(axes, view_cuts(_center(union, img.shape), sp)):
+    for ax, (name, cut, px) in zip(axes, views):
         ax.imshow(render_view(cut(img), [(cut(m), colors[k]) for k, m in rmasks.items()], px, win, size=480),
                   interpolation="nearest")
         ax.set_title(name, pad=16)
         ax.axis("off")
-        left, right, top, bottom = VIEW_MARKERS[name]  # sides inside the image, top/bottom just outside
+        left, right, top, bottom = VIEW_MARKERS[name.split()[0]]  # sides inside the image, top/bottom just outside
         style = dict(transform=ax.transAxes, fontsize=11, fontweight="bold")
         ax.text(0.02, 0.5, left, ha="left", va="center", color="yellow", **style)
         ax.text(0.98, 0.5, right, ha="right", va="center", color="yellow", **style)

@@ -43,7 +43,7 @@ def test_cli_positive_click_edits_one_label(files, capsys):
     seg = tmp / "seg.nii.gz"
     digest = hashlib.sha256(seg.read_bytes()).hexdigest()
     out = tmp / "out.nii.gz"
-    rc = main(["refine", str(tmp / "ct.nii.gz"), str(seg), "--label", "3", "--pos", "34,20,18", "--ijk", "-o", str(out)])
+    rc = main(["refine", str(tmp / "ct.nii.gz"), str(seg), "--label", "3", "--pos", "34,20,18", "--ijk", "-o", str(out), "--json"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     result = _read(out)

@@ -50,15 +50,26 @@ def read_prompts_file(path: str) -> list[str]:
 @click.option("--dicomweb", "dicomweb", metavar="URL",
               help="DICOMweb server of the cases: SOURCE is then a .txt list of SeriesInstanceUIDs, or a CSV "
                    "whose path column says dicomweb:UID (credentials: TEXTSEG_DICOMWEB_TOKEN / _USER or the config file).")
+@click.option("--skip-unknown", is_flag=True,
+              help="Segment the prompts the model knows and report the others as skipped (exit code 4), "
+                   "instead of refusing the run.")
+@click.option("--seg-type", "seg_type", type=click.Choice(["BINARY", "LABELMAP"], case_sensitive=False),
+              default="BINARY", show_default=True, help="DICOM SEG type (-f dicomseg / --push).")
+@click.option("--push", is_flag=True,
+              help="Store each case's DICOM SEG on the DICOMweb server (--dicomweb, TEXTSEG_DICOMWEB_URL or the "
+                   "config file) before the case counts as done; adds -f dicomseg.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def command(source, run_dir, prompts, prompts_file, model_name, model_path, device, precision, modality, formats,
             workers, threads, ray_address, gpus_per_worker, retry_failed, force, verify, no_thumbnails, dicomweb,
-            quiet) -> None:
+            skip_unknown, seg_type, push, quiet) -> None:
     """Segment every scan of SOURCE (a folder of NIfTI/NRRD files and DICOM series folders,
     or a CSV manifest with case_id,path[,modality,prompts,roi]) into the run folder.
 
     Finished cases are skipped on a re-run; a failed case is recorded and the run goes on.
-    Exit code 0: all done; 1: some failed; 130: stopped before the end."""
+    \b
+    Exit codes: 0 all done; 1 some cases failed; 2 refused before any case
+    (one line says why); 4 done, but --skip-unknown skipped some prompts;
+    130 stopped before the end."""
     from ..cohort import BatchConfig, EngineSpec, run_batch
     from ..cohort.outputs import DEFAULT_FORMATS
 
@@ -66,7 +77,8 @@ def command(source, run_dir, prompts, prompts_file, model_name, model_path, devi
     cfg = BatchConfig(source, run_dir, texts, EngineSpec(model_name, model_path, device, precision, threads),
                       modality=modality or "", formats=list(formats) or list(DEFAULT_FORMATS), workers=workers,
                       ray=ray_address, gpus_per_worker=gpus_per_worker, retry_failed=retry_failed, force=force,
-                      verify=verify, thumbnails=not no_thumbnails, progress=not quiet, dicomweb=dicomweb)
+                      verify=verify, thumbnails=not no_thumbnails, progress=not quiet, dicomweb=dicomweb,
+                      skip_unknown=skip_unknown, seg_type=seg_type.upper(), push=push)
     summary = run_batch(cfg, echo=(lambda s: None) if quiet else (lambda s: click.echo(s, err=True)))
     for line in summary.lines():
         click.echo(line, err=not line.split(":")[0].endswith((".html", ".csv", ".parquet", ".jsonl")))

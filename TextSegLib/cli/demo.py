@@ -1,7 +1,7 @@
 """``textseg demo``: segment the bundled sample CT with the bundled model.
 
 Writes ``demo.seg.nrrd`` (open it in 3D Slicer over the sample scan),
-``demo_overlay.png`` (axial / coronal / sagittal overlays) and
+``demo_overlay.png`` (three axial slices over the structures, colours that tell them apart) and
 ``demo_volumes.csv`` (per-structure volume in mL) into ``--out``.
 """
 from __future__ import annotations
@@ -85,7 +85,7 @@ def command(out_dir: str | None, prompts: tuple[str, ...], model_path: str | Non
             w.writerow([r.name, "yes" if r.found else "no", r.voxels, f"{r.volume_ml:.2f}",
                         "" if r.mean is None else f"{r.mean:.1f}", r.reason])
     write_overlay_png(volume, {s.name: s.mask for s in seg}, {s.name: s.color for s in seg}, paths["png"],
-                      f"{engine.name} on {src.name} (held-out patient)")
+                      f"{engine.name} on {src.name} (held-out patient)", axial_only=True)
 
     for line in format_table(rows, "HU"):
         click.echo(line)

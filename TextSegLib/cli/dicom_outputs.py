@@ -61,11 +61,13 @@ def resolve_input(image: str | None, opts: dict) -> str:
 
 
 def precheck(volume, out: Path, opts: dict) -> None:
-    """Before the heavy work: a DICOM SEG output needs a DICOM source series with UIDs."""
+    """Before the heavy work: a DICOM SEG output needs a DICOM source series with UIDs (every
+    empty one of every file is named in one line)."""
     if is_dicom_output(out) or opts.get("dicomweb_push"):
-        from ..io.dicomseg import load_sources, source_files
+        from ..io.dicom_uids import check_uids
+        from ..io.dicomseg import source_files
 
-        load_sources(source_files(volume)[:1])
+        check_uids(source_files(volume), volume.meta.get("source") or "the source series")
 
 
 def weights_digest(engine, model_name: str | None = None, model_path: str | None = None) -> str:

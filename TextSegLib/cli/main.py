@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
     "serve": ".serve",
     "pacs": ".pacs",
     "batch": ".batch",
+    "dicom": ".dicom",
 }
 
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="textseg", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="textseg", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             err=True,
         )
         return 1
-    return 0
+    return rv if isinstance(rv, int) else 0  # click returns ctx.exit(N)'s code in this mode
 
 
 if __name__ == "__main__":  # pragma: no cover

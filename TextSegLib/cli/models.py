@@ -1,7 +1,13 @@
 """``textseg models``: list, download, locate and register segmentation models."""
 from __future__ import annotations
 
+import json
+
 import click
+
+from .options import modality_option
+
+_MOD_NAMES = {"ct": "CT", "mri": "MRI", "pet": "PET"}
 
 
 @click.group("models")
@@ -83,3 +89,54 @@ def unregister_cmd(name: str) -> None:
     if not unregister(name):
         raise ModelError(f"No folder is registered as {name!r}.", "See `textseg models list`.")
     click.echo(f"Unregistered {name}")
+
+
+def vocabulary_rows(name: str | None, modality: str | None = None) -> tuple[str, bool, list[dict]]:
+    """``(model name, free_text, rows)``: one row per trained structure and modality, with its
+    preferred name, code and the model's own term (terms that name no coded structure get none)."""
+    from ..knowledge.resolved import model_vocabulary_index
+    from ..knowledge.text import normalize
+    from ..knowledge.tree import default_tree
+    from ..models.catalog import model_vocabulary
+    from ..volume import normalize_modality
+    from .terms import check_known_modality
+
+    label, by_mod, free_text = model_vocabulary(name)
+    modality = normalize_modality(modality)
+    if modality:
+        check_known_modality(label, by_mod, modality)
+    tree = default_tree()
+    rows: list[dict] = []
+    for m in ([modality] if modality else [k for k in ("ct", "mri", "pet") if by_mod.get(k)]):
+        terms = list(by_mod.get(m, []))
+        _, table, inverse = model_vocabulary_index(terms, m, tree)
+        coded = sorted(table.items(), key=lambda kv: tree.concepts[kv[0]].name.lower())
+        rows += [{"modality": m, "name": tree.concepts[i].name, "code": tree.concepts[i].code, "term": t}
+                 for i, t in coded]
+        rows += [{"modality": m, "name": t, "code": "", "term": t} for t in sorted(terms)
+                 if normalize(t) not in inverse]
+    return label, free_text, rows
+
+
+def echo_vocabulary(name: str | None, modality: str | None, as_json: bool) -> None:
+    """Print a model's trained structures (the ``*`` terms of ``textseg terms``)."""
+    label, free_text, rows = vocabulary_rows(name, modality)
+    if as_json:
+        click.echo(json.dumps({"model": label, "free_text": free_text, "terms": rows}, indent=1))
+        return
+    for m in dict.fromkeys(r["modality"] for r in rows):
+        mine = [r for r in rows if r["modality"] == m]
+        click.echo(f"{label} on {_MOD_NAMES.get(m, m)}: {len(mine)} trained structure(s)")
+        w = max(len(r["name"]) for r in mine)
+        for r in mine:
+            click.echo(f"  {r['name']:<{w}}  {r['code'] or '(no code)'}")
+    click.echo(f"Free text: {'encoded by its text tower' if free_text else 'refused (only these terms)'}.")
+
+
+@command.command("terms")
+@click.argument("name", required=False)
+@modality_option("Only the terms trained for this modality.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def terms_cmd(name: str | None, modality: str | None, as_json: bool) -> None:
+    """List the structures model NAME was trained on (default: the model `segment` uses)."""
+    echo_vocabulary(name, modality, as_json)

@@ -21,6 +21,51 @@ def _numbers(text: str, n: int, option: str) -> list[float]:
     return values
 
 
+def label_names(mask: Path) -> dict[int, str]:
+    """Label value -> segment name, from a ``.seg.nrrd`` header or the ``<stem>_labels.csv`` that
+    ``segment --nifti`` writes beside a NIfTI label map (``{}`` when neither says)."""
+    import csv
+    import re
+
+    name = mask.name
+    out: dict[int, str] = {}
+    if name.lower().endswith(".nrrd"):
+        try:
+            with open(mask, "rb") as f:
+                head = f.read(1 << 20).split(b"\n\n", 1)[0].decode("latin-1")
+        except OSError:
+            return {}
+        fields = dict(re.findall(r"^(Segment\d+_(?:Name|LabelValue)):=(.*)$", head, re.M))
+        for key, seg_name in fields.items():
+            if key.endswith("_Name"):
+                value = fields.get(key[: -len("Name")] + "LabelValue", "")
+                if value.strip().isdigit():
+                    out[int(value)] = seg_name.strip()
+        return out
+    for ext in (".nii.gz", ".nii", ".nrrd", ".mha"):
+        if name.lower().endswith(ext):
+            table = mask.with_name(name[: -len(ext)] + "_labels.csv")
+            break
+    else:
+        return {}
+    try:
+        with open(table, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                if row.get("file", name) == name and str(row.get("label", "")).strip().isdigit():
+                    out[int(row["label"])] = row.get("name", "")
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}
+    return out
+
+
+def summary_line(output: Path, label: int | None, names: dict[int, str], before: int, after: int,
+                 changed: int, engine: str, seconds: float) -> str:
+    """One readable line saying what the refinement did."""
+    what = "the mask" if label is None else f"label {label}" + (f" ({names[label]})" if label in names else "")
+    return (f"Refined {what} with {engine} in {seconds:.1f} s: {before:,} -> {after:,} voxels "
+            f"({changed:,} changed); wrote {output}")
+
+
 @click.command("refine")
 @click.argument("image", type=click.Path(dir_okay=True, path_type=Path))
 @click.argument("mask", type=click.Path(dir_okay=False, path_type=Path))
@@ -38,8 +83,10 @@ def _numbers(text: str, n: int, option: str) -> list[float]:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output label file (.nii.gz, .nrrd).")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists (never MASK itself).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (for scripts).")
 def command(image: Path, mask: Path, pos: tuple[str, ...], neg: tuple[str, ...], box: tuple[str, ...],
-            ijk: bool, label: int | None, roi_margin: float | None, engine: str, output: Path, overwrite: bool) -> None:
+            ijk: bool, label: int | None, roi_margin: float | None, engine: str, output: Path, overwrite: bool,
+            as_json: bool = False) -> None:
     """Refine MASK (a label file on IMAGE's grid) and write the result to OUTPUT."""
     from ..refine import refine
     from ..refine.files import read_image, read_mask, write_labels
@@ -52,7 +99,8 @@ def command(image: Path, mask: Path, pos: tuple[str, ...], neg: tuple[str, ...],
     if output.resolve() == mask.resolve():
         raise OutputPathError(f"{output}: is the input mask.", "Write to a new file; TextSeg never overwrites inputs.")
     vol = read_image(image)
-    current, labels, ref_img = read_mask(mask, vol, label)
+    names = label_names(mask)
+    current, labels, ref_img = read_mask(mask, vol, label, names)
     res = refine(vol, current, positives, negatives, boxes, points_space="ijk" if ijk else "ras",
                  engine=engine, roi_margin_mm=roi_margin)
     if label is None:
@@ -63,9 +111,14 @@ def command(image: Path, mask: Path, pos: tuple[str, ...], neg: tuple[str, ...],
         out[res.mask] = label
     write_labels(output, out, ref_img, overwrite=overwrite)
     changed = int(np.count_nonzero(current != res.mask))
+    if not as_json:
+        click.echo(summary_line(output, label, names, int(current.sum()), int(res.mask.sum()), changed,
+                                res.info["engine"], res.info["seconds"]))
+        return
     click.echo(json.dumps({
         "output": str(output), "changed_voxels": changed,
         "changed_box": None if res.changed_box is None else [list(res.changed_box[0]), list(res.changed_box[1])],
         "voxels_before": int(current.sum()), "voxels_after": int(res.mask.sum()),
         "engine": res.info["engine"], "seconds": round(res.info["seconds"], 3),
+        "label": label, "label_name": names.get(label) if label is not None else None,
     }))

@@ -15,7 +15,7 @@ from typing import Sequence
 import click
 
 from ..errors import GeometryError, OutputPathError
-from . import dicom_outputs
+from . import dicom_outputs, exitcodes
 from .options import modality_option, set_threads, threads_option
 
 
@@ -46,6 +46,38 @@ def prompt_lines(prompts: Sequence) -> tuple[list[str], list[str]]:
         elif p.note:
             info.append(f"prompt {p.note}{code}")
     return info, warn
+
+
+def resolve_or_skip(prompts: Sequence[str], skip_unknown: bool, modality: str, args: dict
+                    ) -> tuple[list, dict[str, str]]:
+    """``(resolved prompts, {skipped text: why})``. Without ``skip_unknown`` an unknown prompt
+    refuses the whole run (the default, for scripts); with it, prompts the model cannot segment
+    are set aside and the rest run. Ambiguous prompts are always refused: a guess is not a skip."""
+    from ..knowledge.prompts import split_prompts
+    from ..knowledge.resolved import UnknownTermError, resolve_prompts
+
+    if not skip_unknown:
+        return resolve_prompts(list(prompts), modality=modality, **args), {}
+    texts: list[str] = []
+    for item in prompts:
+        texts += [t for t in split_prompts(item) if t not in texts]
+    ok, skipped = [], {}
+    for t in texts:
+        try:
+            resolve_prompts([t], modality=modality, **args)
+            ok.append(t)
+        except UnknownTermError as exc:
+            skipped[t] = exc.message
+    if not ok:  # nothing left to run: the refusal of the first one stands
+        return resolve_prompts(texts[:1], modality=modality, **args), {}
+    return resolve_prompts(ok, modality=modality, **args), skipped
+
+
+def skipped_rows(skipped: dict[str, str]) -> list:
+    """Table rows for prompts set aside by ``--skip-unknown``."""
+    from ..measurements import Measurement
+
+    return [Measurement(text, False, 0, 0.0, reason=f"skipped: {why}") for text, why in skipped.items()]
 
 
 def write_stats(rows, path: Path, overwrite: bool) -> Path:
@@ -86,16 +118,25 @@ def write_stats(rows, path: Path, overwrite: bool) -> Path:
 @click.option("--quiet", "-q", is_flag=True, help="Print only warnings, errors and the written paths.")
 @click.option("--server", help="Run on a `textseg serve` server at this URL instead of locally.")
 @click.option("--api-key", envvar="TEXTSEG_API_KEY", help="API key for --server (or set TEXTSEG_API_KEY).")
+@click.option("--skip-unknown", is_flag=True,
+              help="Segment the prompts the model knows and list the others as skipped (exit code 4), "
+                   "instead of refusing the run.")
 @dicom_outputs.dicomweb_options
-def command(image: str, prompts: tuple[str, ...], output: str, model_name: str | None, model_path: str | None,
-            device: str, precision: str, modality: str | None, roi: str | None, nifti: bool,
+@click.pass_context
+def command(ctx: click.Context, image: str, prompts: tuple[str, ...], output: str, model_name: str | None,
+            model_path: str | None, device: str, precision: str, modality: str | None, roi: str | None, nifti: bool,
             stats_path: str | None, threads: int, overwrite: bool, quiet: bool, server: str | None = None,
-            api_key: str | None = None, **dicomweb) -> None:
-    """Segment the structures named by the prompts in IMAGE (file or DICOM folder)."""
+            api_key: str | None = None, skip_unknown: bool = False, **dicomweb) -> None:
+    """Segment the structures named by the prompts in IMAGE (file or DICOM folder).
+
+    \b
+    Exit codes: 0 done; 2 refused (one line says why); 3 nothing found
+    (the --stats table is still written, with the not-found rows);
+    4 done, but --skip-unknown skipped some prompts; 130 interrupted."""
     from ..engine.results import to_segmentation
     from ..io import check_output_path, read_volume, write_nifti_labels, write_seg_nrrd
     from ..io.writing import output_set
-    from ..knowledge.resolved import engine_resolution_args, resolve_prompts
+    from ..knowledge.resolved import engine_resolution_args
     from ..measurements import format_table, measure
     from ..models.catalog import load_engine
 
@@ -121,46 +162,36 @@ def command(image: str, prompts: tuple[str, ...], output: str, model_name: str |
     volume = read_volume(image, modality=modality)
     dicom_outputs.precheck(volume, out, dicomweb)
     if not modality and volume.meta.get("modality_reason"):
-        say(f"Modality: {volume.modality} ({volume.meta['modality_reason']}); override with --modality.")
+        say(f"Modality: {volume.modality.upper()}, guessed from the scan (--modality to override; "
+            "`textseg info` says why).")
     if server:
         from ..remote import RemoteEngine
 
         engine = RemoteEngine(server, api_key=api_key)
     else:
         engine = load_engine(model_name, model_path, device=device, precision=precision)
-    resolved = resolve_prompts(list(prompts), modality=volume.modality,
-                               **engine_resolution_args(engine, volume.modality))
+    resolved, skipped = resolve_or_skip(prompts, skip_unknown, volume.modality,
+                                        engine_resolution_args(engine, volume.modality))
     info, warnings = prompt_lines(resolved)
+    warnings += [f"skipped {t!r}: {why}" for t, why in skipped.items()]
     for line in info:
         say(line)
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
 
-    bar = None
-    if not quiet:
-        from tqdm import tqdm
+    from .progress import StageProgress
 
-        def progress(stage: str, done: int, total: int) -> None:
-            nonlocal bar
-            if stage != "tiles":
-                return
-            if bar is None:
-                bar = tqdm(total=total, desc=f"{engine.name} tiles", unit="tile", leave=False)
-            if done < bar.n:  # a new group of prompts starts over the tiles
-                bar.reset(total)
-            bar.n = done
-            bar.refresh()
-    else:
-        progress = None  # type: ignore[assignment]
+    progress = None if quiet else StageProgress(engine.name)
     try:
         result = engine.segment(volume, resolved, modality=volume.modality, roi_ras=roi_box, progress=progress)
     finally:
-        if bar is not None:
-            bar.close()
+        if progress is not None:
+            progress.close()
 
     seg = to_segmentation(volume, result, meta={"model": engine.name})
     rows = [measure(result.masks[p.text], volume, name=p.name, probability=result.probabilities.get(p.text),
                     found=result.is_found(p.text), reason=result.reasons.get(p.text, "")) for p in resolved]
+    rows += skipped_rows(skipped)
     written = []
     with output_set():  # the files appear together; a re-run completes a set a kill cut short
         if len(seg):
@@ -177,10 +208,15 @@ def command(image: str, prompts: tuple[str, ...], output: str, model_name: str |
             written.append(write_stats(rows, stats, overwrite))
     t = result.timings
     found = sum(1 for p in resolved if result.is_found(p.text))
-    say(f"{found} of {len(resolved)} structure(s) found in {t.get('total', 0):.1f} s "
+    asked = len(resolved) + len(skipped)
+    say(f"{found} of {asked} structure(s) found" + (f" ({len(skipped)} skipped)" if skipped else "") + f" in {t.get('total', 0):.1f} s "
         f"({result.info.get('tiles_run', '?')} of {result.info.get('tiles_total', '?')} tiles run) "
         f"with {engine.name} on {result.info.get('device', '?')}")
     for line in format_table(rows, "HU" if volume.modality == "ct" else ""):
         say(line)
     for p in written:
         click.echo(str(p))
+    if not found:
+        ctx.exit(exitcodes.NOTHING_FOUND)
+    if skipped:
+        ctx.exit(exitcodes.SKIPPED)

@@ -19,9 +19,11 @@ from .options import modality_option
               help="Text file with a model's terms, one per line (instead of --model).")
 @click.option("--resolve", "do_resolve", is_flag=True,
               help="Resolve the text exactly as `textseg segment -p TEXT` would, instead of listing suggestions.")
+@click.option("--all", "list_all", is_flag=True,
+              help="List every structure the model was trained on (same as `textseg models terms`).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def command(query: tuple[str, ...], limit: int, modality: str | None, model_name: str | None, vocab_file: str | None,
-            do_resolve: bool, as_json: bool) -> None:
+            do_resolve: bool, list_all: bool, as_json: bool) -> None:
     """Suggest coded anatomy terms for QUERY: "lt kidn", IVC, L1, "liver segment 4a".
 
     Each row shows the name that matched, the preferred name, its place in the tree and its
@@ -34,6 +36,14 @@ def command(query: tuple[str, ...], limit: int, modality: str | None, model_name
 
     text = " ".join(query)
     modality = normalize_modality(modality)
+    if list_all:
+        if vocab_file or text.strip():
+            raise InputFileError("--all lists a model's terms: it takes no QUERY and no --vocabulary.",
+                                 "Run `textseg terms --model M --all`, or drop --all to search.")
+        from .models import echo_vocabulary
+
+        echo_vocabulary(model_name, modality, as_json)
+        return
     if vocab_file:
         try:
             with open(vocab_file, encoding="utf-8") as f:
@@ -75,7 +85,7 @@ def command(query: tuple[str, ...], limit: int, modality: str | None, model_name
             "model": label, **_concept_json(s.concept)} for s in rows], indent=2))
         return
     if not rows:
-        click.echo("No matching terms.")
+        click.echo(f"No matching terms. `textseg models terms {label}` lists the terms {label} was trained on.")
         return
     for s in rows:
         mark = "*" if s.in_vocabulary else " "
@@ -89,7 +99,10 @@ def command(query: tuple[str, ...], limit: int, modality: str | None, model_name
         click.echo(f"(* = in {label}'s embedding bank: {hit} of the tree's {total} concepts; "
                    "other text is encoded by its text encoder)")
         return
-    click.echo(f"(* = trained term of {label}{where})")
+    if any(s.in_vocabulary for s in rows):
+        click.echo(f"(* = trained term of {label}{where})")
+    else:
+        click.echo(f"(none of these is a trained term of {label}{where}; `textseg models terms {label}` lists them)")
 
 
 def check_known_modality(label: str, by_mod: dict, modality: str) -> None:

@@ -62,14 +62,14 @@ def _dicomseg_missing() -> str | None:
     return None
 
 
-def _write_dicomseg(seg, volume, folder: Path, case_id: str) -> list[Path]:
+def _write_dicomseg(seg, volume, folder: Path, case_id: str, seg_type: str = "BINARY") -> list[Path]:
     from ..io.dicomseg import write_dicom_seg
 
     if not volume.meta.get("files") and not volume.meta.get("dicom_files"):
         return []  # not a DICOM series: DICOM SEG needs the source instances
     if not any(True for _ in seg):
         return []
-    write_dicom_seg(seg, volume, folder / f"{case_id}.seg.dcm")
+    write_dicom_seg(seg, volume, folder / f"{case_id}.seg.dcm", segmentation_type=seg_type)
     return [folder / f"{case_id}.seg.dcm"]
 
 

@@ -77,11 +77,13 @@ def _resolve(texts: Sequence[str], facts: EngineFacts, modality: str):
 
 
 def prompt_table(texts: Sequence[str], facts: EngineFacts, explicit: set[str], guessed: bool,
-                 warn=lambda s: None) -> PromptTable:
+                 warn=lambda s: None, skip_unknown: bool = False) -> PromptTable:
     """Resolve ``texts`` for each modality a case may have. ``explicit``: modalities given by the
     user (any failure there stops the run); ``guessed``: some cases' modality will be guessed at
     read time, so every modality the engine knows is planned, a prompt failing in some of them is
-    reported as not found there, and one failing in all of them stops the run."""
+    reported as not found there, and one failing in all of them stops the run. ``skip_unknown``:
+    a prompt the model does not know in an explicit modality is set aside (``skipped``) instead
+    of stopping the run, unless no prompt is left."""
     from ..knowledge.prompts import split_prompts
     from ..knowledge.resolved import AmbiguousPromptError
 
@@ -92,7 +94,24 @@ def prompt_table(texts: Sequence[str], facts: EngineFacts, explicit: set[str], g
         raise TerminologyError("No prompt given.", "Name at least one structure with -p, e.g. -p liver.")
     table = PromptTable()
     for m in sorted(explicit):
-        table.prompts[m] = _resolve(items, facts, m)  # raises: the run stops before any case
+        if not skip_unknown:
+            table.prompts[m] = _resolve(items, facts, m)  # raises: the run stops before any case
+            continue
+        from ..knowledge.resolved import UnknownTermError
+
+        ok, bad = [], {}
+        for t in items:
+            try:
+                _resolve([t], facts, m)
+                ok.append(t)
+            except UnknownTermError as exc:
+                bad[t] = exc.message
+        table.prompts[m] = _resolve(ok or items, facts, m)  # none left: the first refusal stands
+        if bad:
+            table.skipped[m] = bad
+            table.set_aside.update(bad)
+            for t, why in bad.items():
+                warn(f"skipped {t!r} in {m.upper()} scans: {why}")
     if guessed:
         failures: dict[str, dict[str, str]] = {m: {} for m in explicit}
         for m in [m for m in (facts.modalities or ALL_MODALITIES) if m not in explicit]:
@@ -125,6 +144,8 @@ def prompt_table(texts: Sequence[str], facts: EngineFacts, explicit: set[str], g
                 raise TerminologyError(f"Prompt {t!r} cannot be segmented in any modality: {per[0]}",
                                        "Fix or remove the prompt; `textseg terms TEXT` shows the terms the model knows.")
         for m, bad in table.skipped.items():
+            if m in explicit:  # set aside by skip_unknown, reported above
+                continue
             for t, why in bad.items():
                 warn(f"{t!r} cannot be segmented in {m.upper()} scans ({why}); such cases report it as not found. "
                      "Give --modality (or a modality column) to make this an error.")
@@ -132,7 +153,7 @@ def prompt_table(texts: Sequence[str], facts: EngineFacts, explicit: set[str], g
 
 
 def plan_tables(cases: Sequence[CaseSpec], prompts: Sequence[str], run_modality: str, facts: EngineFacts,
-                warn=lambda s: None) -> dict[tuple[str, ...], PromptTable]:
+                warn=lambda s: None, skip_unknown: bool = False) -> dict[tuple[str, ...], PromptTable]:
     """One :class:`PromptTable` per distinct prompt set (``()`` = the run's ``-p`` prompts)."""
     groups: dict[tuple[str, ...], list[CaseSpec]] = {}
     for c in cases:
@@ -145,5 +166,5 @@ def plan_tables(cases: Sequence[CaseSpec], prompts: Sequence[str], run_modality:
                                    "Give -p STRUCTURE (repeatable) or --prompts-file, or fill the prompts column.")
         explicit = {c.modality or run_modality for c in members if c.modality or run_modality}
         guessed = any(not (c.modality or run_modality) for c in members)
-        out[key] = prompt_table(texts, facts, explicit, guessed, warn)
+        out[key] = prompt_table(texts, facts, explicit, guessed, warn, skip_unknown)
     return out

@@ -48,6 +48,11 @@ class BatchConfig:
     handle_signals: bool = True
     #: DICOMweb server of ``dicomweb:UID`` cases (credentials: environment or config file, never here)
     dicomweb: str | None = None
+    #: refuse the run on an unknown prompt (False), or set it aside and segment the rest (True)
+    skip_unknown: bool = False
+    seg_type: str = "BINARY"
+    #: store each case's DICOM SEG on the DICOMweb server (``dicomweb``, or the environment / config file)
+    push: bool = False
 
 
 @dataclass
@@ -63,15 +68,19 @@ class BatchSummary:
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: prompts set aside by ``skip_unknown``: text -> why
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
-        return 130 if self.interrupted else (1 if self.failed else 0)
+        return 130 if self.interrupted else (1 if self.failed else (4 if self.skipped else 0))
 
     def lines(self) -> list[str]:
         out = [f"{self.total} case(s): {self.done} done ({self.already_done} already done before this run), "
                f"{self.failed} failed, {self.not_run} not run" + (" (stopped early)" if self.interrupted else "")
                + f"; {self.ran} processed in {self.seconds:.1f} s."]
+        if self.skipped:
+            out.append(f"  skipped (--skip-unknown): {', '.join(self.skipped)}")
         for cid, err in self.failures[:20]:
             out.append(f"  failed: {cid}: {err}")
         if len(self.failures) > 20:
@@ -107,6 +116,8 @@ class _Stopper:
 def _config_key(cfg: BatchConfig, formats: list[str], identity: dict) -> dict:
     key = {"prompts": list(cfg.prompts), "modality": cfg.modality, "formats": formats,
            "model": identity["model"], "model_version": identity["model_version"]}
+    if cfg.seg_type.upper() != "BINARY":  # only when set, so runs made before the option resume
+        key["seg_type"] = cfg.seg_type.upper()
     if cfg.dicomweb:
         from urllib.parse import urlsplit
 
@@ -204,7 +215,11 @@ def run_batch(cfg: BatchConfig, echo: Callable[[str], None] = print) -> BatchSum
     t0 = time.perf_counter()
     run_dir = Path(cfg.run_dir).expanduser()
     cfg.modality = normalize_modality(cfg.modality) if cfg.modality else ""
-    formats = check_formats(cfg.formats)
+    formats = check_formats(list(cfg.formats) + (["dicomseg"] if cfg.push else []))
+    if cfg.push:  # the server must be known before any case runs
+        from ..pacs import resolve_settings
+
+        resolve_settings(cfg.dicomweb)
     listing = load_cases(cfg.source, cfg.dicomweb)
     cases = listing.cases
     from .inputs import is_dicomweb
@@ -242,12 +257,17 @@ def run_batch(cfg: BatchConfig, echo: Callable[[str], None] = print) -> BatchSum
                  + (f" on Ray ({cfg.ray})" if cfg.ray else "") + " ...")
             backend = make_backend(cfg)
             facts = backend.start()
-            tables = plan_tables(todo, cfg.prompts, cfg.modality, facts, warn=lambda s: (summary.warnings.append(s), echo(f"warning: {s}")))
+            tables = plan_tables(todo, cfg.prompts, cfg.modality, facts,
+                                 warn=lambda s: (summary.warnings.append(s), echo(f"warning: {s}")),
+                                 skip_unknown=cfg.skip_unknown)
+            for table in tables.values():
+                summary.skipped.update(table.set_aside)
             writer.append({"kind": "run", "config": key, "cases": len(cases), "todo": len(todo),
                            "workers": cfg.workers, "ray": cfg.ray, **identity})
             attempts = {c.case_id: int(state.cases.get(c.case_id, {}).get("attempt", 0)) + 1 for c in todo}
             tasks = [CaseTask(c, tables[tuple(c.prompts)], str(run_dir), tuple(formats), cfg.modality,
-                              cfg.thumbnails, attempts[c.case_id], cfg.dicomweb or "") for c in todo]
+                              cfg.thumbnails, attempts[c.case_id], cfg.dicomweb or "", cfg.seg_type.upper(),
+                              cfg.push) for c in todo]
             progress = Progress(len(todo), enabled=cfg.progress)
             running: dict[str, float] = {}
 

@@ -42,6 +42,8 @@ class PromptTable:
     prompts: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
     errors: dict = field(default_factory=dict)
+    #: prompts set aside by ``--skip-unknown`` (text -> why), over all modalities
+    set_aside: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class CaseTask:
     thumbnails: bool = True
     attempt: int = 1
     dicomweb: str = ""  # server of a dicomweb:UID case
+    seg_type: str = "BINARY"  # DICOM SEG type (BINARY or LABELMAP)
+    push: bool = False  # store the case's DICOM SEG on the DICOMweb server before the case counts as done
 
 
 def one_line(exc: BaseException) -> str:
@@ -97,6 +101,17 @@ def fetch_input(task: CaseTask) -> str:
     uid = task.spec.path[len(DICOMWEB_PREFIX):]
     client = PacsClient(resolve_settings(task.dicomweb or None))
     return str(client.pull_series(uid, cache=Path(task.run_dir) / DICOMWEB_CACHE))
+
+
+def push_case(task: CaseTask, folder: Path, names: list[str]) -> list[str]:
+    """STOW-RS the case's DICOM SEG to the run's DICOMweb server; returns the SOP Instance UIDs
+    stored (``[]`` when the case made no SEG: a NIfTI input, or nothing found). A refused push
+    fails the case, so a case marked done on a ``--push`` run is in the PACS."""
+    if not names:
+        return []
+    from ..pacs import PacsClient, resolve_settings
+
+    return list(PacsClient(resolve_settings(task.dicomweb or None)).push([folder / n for n in names]))
 
 
 class CaseProcessor:
@@ -162,8 +177,10 @@ class CaseProcessor:
         seg = to_segmentation(volume, result, meta=meta)
         written = {}
         for name in task.formats:  # a format that does not apply (DICOM SEG of a NIfTI input) writes nothing
-            written[name] = [p.name for p in FORMATS[name].write(seg, volume, folder.path, spec.case_id)]
+            extra = {"seg_type": task.seg_type} if name == "dicomseg" else {}
+            written[name] = [p.name for p in FORMATS[name].write(seg, volume, folder.path, spec.case_id, **extra)]
         timings["write"] = time.perf_counter() - t
+        pushed = push_case(task, folder.path, written.get("dicomseg", [])) if task.push else None
 
         t = time.perf_counter()
         full = to_segmentation(volume, result, include_not_found=True, meta=meta)
@@ -194,6 +211,7 @@ class CaseProcessor:
                              rows=[s.name for s in full if found[s.name]])
             timings["thumbnails"] = time.perf_counter() - t
         return {"modality": mod, "shape": list(volume.shape), "formats": written,
+                **({"pushed": pushed} if pushed is not None else {}),
                 "structures": {"found": sum(found.values()), "not_found": len(found) - sum(found.values()) + len(skipped)},
                 "timings": {k: round(v, 4) for k, v in timings.items()},
                 "engine_timings": {k: round(float(v), 4) for k, v in (result.timings or {}).items()}}

@@ -250,8 +250,9 @@ def _frames(segmentation: Segmentation, sources, seg_type: str) -> np.ndarray:
 
 def write_dicom_seg(segmentation: Segmentation, source, path: str | os.PathLike, *,
                     segmentation_type: str = "BINARY", overwrite: bool = False, compress: bool = True,
-                    series_description: str | None = None, series_number: int = 1000,
-                    series_instance_uid: str | None = None, sop_instance_uid: str | None = None) -> SegWriteReport:
+                    series_description: str | None = None, series_number: int | None = None,
+                    series_instance_uid: str | None = None, sop_instance_uid: str | None = None,
+                    content_creator: str | None = None) -> SegWriteReport:
     """Write ``segmentation`` (on the grid of the DICOM series ``source``) as a DICOM SEG file.
 
     ``source`` is the Volume the masks were computed on (read from DICOM), the
@@ -284,6 +285,10 @@ def write_dicom_seg(segmentation: Segmentation, source, path: str | os.PathLike,
         raise DicomSegError(f"DICOM SEG: a segment's codes or labels are not valid DICOM ({exc}).",
                             "Check the segment's terminology (code values, meanings up to 64 characters).") from None
     model = str(segmentation.meta.get("model") or "")
+    from .dicomseg_naming import seg_series_description, seg_series_number
+
+    if series_number is None:
+        series_number = seg_series_number(sources[0])
     kwargs = {}
     if compress and seg_type == "LABELMAP":
         kwargs["transfer_syntax_uid"] = pydicom.uid.RLELossless
@@ -299,7 +304,10 @@ def write_dicom_seg(segmentation: Segmentation, source, path: str | os.PathLike,
             content_creator_name=None, omit_empty_frames=True, **kwargs)
     except (ValueError, TypeError) as exc:
         raise DicomSegError(f"DICOM SEG could not be built: {exc}", "Report this with the source series attached.") from None
-    ds.SeriesDescription = (series_description or f"TextSeg {model}".strip())[:64]
+    ds.SeriesDescription = (series_description or seg_series_description(sub.names))[:64]
+    # Type 2 in the Content Identification Macro: present, empty unless the caller names someone
+    ds.ContentCreatorName = content_creator if content_creator is not None else \
+        str(segmentation.meta.get("content_creator") or "")
     if any(d.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == PRIVATE_SCHEME for d in descriptions):
         item = pydicom.Dataset()
         item.CodingSchemeDesignator = PRIVATE_SCHEME

@@ -28,9 +28,33 @@ class AmbiguousPromptError(TerminologyError):
     def __init__(self, text: str, candidates: Sequence[Concept]):
         self.text = text
         self.candidates = list(candidates)
-        names = "; ".join(f"{c.name} ({c.code.split('^')[1] if '^' in c.code else c.code})" for c in candidates)
+        names = "; ".join(f"{c.name} ({short_code(c)})" for c in candidates)
         super().__init__(f"Prompt {text!r} is ambiguous: {names}.",
                          f"Type the full name of the one you mean, e.g. {candidates[0].name!r}.")
+
+
+def short_code(c: Concept) -> str:
+    """The concept's code values with its modifiers spelled out: ``46027005 + Left``, so that
+    sided forms of one structure stay distinguishable in a one-line list."""
+    parts = [p.split("^") for p in c.code.split(" + ")]
+    return " + ".join(p[1] if i == 0 and len(p) > 1 else (p[2] if len(p) > 2 else "^".join(p))
+                      for i, p in enumerate(parts))
+
+
+def _known_terms_hint(tree: KnowledgeTree, vocab: Vocabulary, raw: str, modality: str, model_name: str,
+                      near: Sequence[Concept] = ()) -> str:
+    """One sentence naming the trained terms nearest to ``raw`` (by place in the tree, else by
+    spelling, else the model's first terms) and the command that lists them all."""
+    near = list(near) or [s.concept for s in suggest(tree, raw, limit=40, modality=modality, vocabulary=vocab)
+                          if tree.index[s.concept.id] in vocab][:5]
+    listing = f"`textseg models terms {model_name}" + (f" --modality {modality}`" if modality else "`")
+    if near:
+        return f"Trained terms nearest to it: {', '.join(c.name for c in near)} (all of them: {listing})."
+    known = sorted(tree.concepts[i].name for i in vocab.concepts)
+    if not known:
+        return f"Run {listing} to see the terms it knows."
+    more = f", … (all of them: {listing})" if len(known) > 5 else ""
+    return f"It knows no structure near this one; its terms include {', '.join(known[:5])}{more}."
 
 
 class UnknownTermError(TerminologyError):
@@ -217,8 +241,7 @@ def resolve_prompt(text: str, *, modality: str = "", model_terms: Mapping[str, S
         near = tuple(s.concept for s in suggest(tree, raw, limit=40, modality=modality, vocabulary=vocab)
                      if tree.index[s.concept.id] in vocab)[:5]
         if not free_text_ok:
-            hint = (f"Nearest terms it knows: {', '.join(c.name for c in near)}." if near
-                    else f"Run `textseg terms {raw!r} --model {model_name}` to see the terms it knows.")
+            hint = _known_terms_hint(tree, vocab, raw, modality, model_name, near)
             raise UnknownTermError(f"Prompt {raw!r} matches no coded structure, and {model_name} cannot segment "
                                    "free text.", hint)
         return ResolvedPrompt(raw, None, raw, free_text=True, in_vocabulary=False,
@@ -233,8 +256,7 @@ def resolve_prompt(text: str, *, modality: str = "", model_terms: Mapping[str, S
     near = tuple(nearest_known(tree, concept, vocab, raw, modality))
     if not free_text_ok:
         mod = f" for {modality.upper()}" if modality else ""
-        hint = (f"Terms it knows near this one: {', '.join(c.name for c in near)}." if near
-                else f"Run `textseg terms {raw!r} --model {model_name}` to see the terms it knows.")
+        hint = _known_terms_hint(tree, vocab, raw, modality, model_name, near)
         raise UnknownTermError(f"{concept.name} ({raw!r}) is not a structure {model_name} was trained on{mod}.", hint)
     note = (said + "; " if said else "") + f"{concept.name} is not a trained term of {model_name}: sent as text"
     return ResolvedPrompt(raw, concept, concept.name.lower(), False, False, note, near)

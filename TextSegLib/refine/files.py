@@ -60,12 +60,17 @@ def read_image(path: str | Path) -> Volume:
     return _sitk_to_volume(_sitk_read(p), p.name)
 
 
-def read_mask(path: str | Path, image: Volume, label: int | None = None):
+def read_mask(path: str | Path, image: Volume, label: int | None = None, names: dict[int, str] | None = None):
     """Read a label file on ``image``'s grid; returns ``(bool mask, labels, sitk image)``.
 
     ``label`` selects one value of a multi-label map; a file with a single
-    non-zero value needs none.
+    non-zero value needs none. ``names`` (label -> segment name) names the labels in messages.
     """
+    names = names or {}
+
+    def listed(values: list[int], n: int) -> str:
+        return ", ".join(f"{v} ({names[v]})" if v in names else str(v) for v in values[:n])
+
     p = Path(path)
     img = _sitk_read(p)
     vol = _sitk_to_volume(img, p.name)
@@ -80,14 +85,14 @@ def read_mask(path: str | Path, image: Volume, label: int | None = None):
     if label is None:
         if len(nonzero) > 1:
             raise InputFileError(
-                f"{p}: contains {len(nonzero)} labels ({', '.join(map(str, nonzero[:10]))}"
+                f"{p}: contains {len(nonzero)} labels ({listed(nonzero, 10)}"
                 f"{', ...' if len(nonzero) > 10 else ''}).",
                 "Choose one with --label N.",
             )
         return vol.array != 0, vol.array, img
     if label not in nonzero:
         raise InputFileError(
-            f"{p}: label {label} is not present (labels: {', '.join(map(str, nonzero[:20])) or 'none'}).",
+            f"{p}: label {label} is not present (labels: {listed(nonzero, 20) or 'none'}).",
             "Pick one of the listed labels.",
         )
     return vol.array == label, vol.array, img
