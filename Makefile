@@ -6,6 +6,13 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.textseg-installed
 BUILD_CACHE ?= $(HOME)/.cache/textseg-build
+# Where torch comes from. Empty (the default) = the configured package index: on Linux x86_64 the
+# public index serves the CUDA build of torch 2.13.0, which pulls about 20 nvidia-* packages (several
+# GB); it is CPU-only on the build machines only because their index carries a +cpu wheel. On a
+# CPU-only machine pass PyTorch's own CPU wheel index (the URL on PyTorch's install page):
+#   make demo TORCH_INDEX_URL=<PyTorch CPU wheel index>
+TORCH_INDEX_URL ?=
+TORCH_INSTALL = $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch==2.13.0
 
 .PHONY: setup demo test bench clean-venv slicer-python-check
 
@@ -14,8 +21,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# CPU torch first, so nothing pulls a multi-GB CUDA build.
-	$(BIN)/python -m pip install -q torch==2.13.0
+	# torch first, pinned, so the extras below never replace it (see TORCH_INDEX_URL above for CPU-only machines).
+	$(BIN)/python -m pip install -q $(TORCH_INSTALL)
 	$(BIN)/python -m pip install -q -e ".[test,server,serve-ray,dicom,hub,offline-text,cohort,voxtell]"
 	# timm (a voxtell dependency) pulls PyPI's torchvision, which does not import beside the CPU torch and
 	# then breaks every transformers model import; VoxTell's inference never imports it.
@@ -42,7 +49,7 @@ slicer-python-check:
 	@test -n "$(SLICER_PYTHON)" || { echo "No Python 3.12 found: install it (e.g. pyenv install 3.12) or pass SLICER_PYTHON=/path/to/python3.12"; exit 1; }
 	$(SLICER_PYTHON) -m venv $(SLICER_VENV)
 	$(SLICER_VENV)/bin/python -m pip install -q --upgrade pip
-	$(SLICER_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(SLICER_VENV)/bin/python -m pip install -q $(TORCH_INSTALL)
 	$(SLICER_VENV)/bin/python -m pip install -q ".[server,offline-text]" "slicer-core>=5.11"
 	cd /tmp && $(CURDIR)/$(SLICER_VENV)/bin/python $(CURDIR)/Testing/slicer_python/import_check.py
 
