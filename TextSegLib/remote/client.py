@@ -27,12 +27,24 @@ from . import protocol
 _HINT = "Check the URL and that `textseg serve` is running."
 
 
+def printable_url(url: str) -> str:
+    """``url`` without any ``user:password@`` part, for messages and logs."""
+    parsed = urlparse((url or "").strip())
+    if "@" not in parsed.netloc:
+        return (url or "").strip()
+    return parsed._replace(netloc=parsed.netloc.rsplit("@", 1)[1]).geturl()
+
+
 def _check_url(url: str) -> str:
     u = (url or "").strip().rstrip("/")
     parsed = urlparse(u)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise RemoteError(f"Server URL {url!r} is not an http:// or https:// address.",
+        raise RemoteError(f"Server URL {printable_url(url)!r} is not an http:// or https:// address.",
                           "Write it like http://127.0.0.1:8000.")
+    if "@" in parsed.netloc:  # never sent, never echoed: a TextSeg server takes a key, not a URL password
+        raise RemoteError(f"Server URL {printable_url(u)} carries a user name or password.",
+                          "TextSeg servers take an API key: remove it from the URL and pass --api-key "
+                          "(or set TEXTSEG_API_KEY).")
     return u
 
 
