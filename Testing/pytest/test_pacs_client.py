@@ -128,3 +128,17 @@ def test_connection_refused_is_clear():
     with pytest.raises(PacsError, match="cannot connect") as err:
         client.find_studies()
     assert "zzz" not in str(err.value)
+
+
+def test_user_without_password_is_refused_before_anything_is_sent(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEXTSEG_HOME", str(tmp_path))
+    with pytest.raises(PacsError, match="user 'tester' has no password"):
+        resolve_settings("http://127.0.0.1:9/dicom-web", user="tester")
+
+
+def test_multi_valued_attributes_print_as_a_list_of_words():
+    from TextSegLib.pacs.client import series_table
+
+    text = series_table([{"StudyInstanceUID": "1.2", "ModalitiesInStudy": ["CT", "SEG"]}],
+                        ["StudyInstanceUID", "ModalitiesInStudy"])
+    assert "CT, SEG" in text and "[" not in text

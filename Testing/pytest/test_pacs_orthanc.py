@@ -52,11 +52,17 @@ def test_push_seg_and_pull_it_back(tmp_path, client, pushed, capsys):
     a[300:360, 200:260, 4:9] = True
     seg = Segmentation(volume, [Segment("Left kidney", a, meta={"prompt": "left kidney"})])
     seg.meta["model"] = "textseg-mini"
-    report = write_dicom_seg(seg, volume, tmp_path / "seg.dcm", segmentation_type="LABELMAP")
+    (tmp_path / "segs").mkdir()
+    report = write_dicom_seg(seg, volume, tmp_path / "segs" / "seg.dcm", segmentation_type="LABELMAP")
     capsys.readouterr()
     assert main(["pacs", "--url", client.settings.url, "--user",
-                 f"{client.settings.username}:{client.settings.password}", "push", str(report.path)]) == 0
-    assert capsys.readouterr().out.split() == [report.sop_instance_uid]
+                 f"{client.settings.username}:{client.settings.password}", "push", "--uids", str(report.path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == report.sop_instance_uid and out[-1].startswith("1 instance(s) stored on ")
+    # a folder is accepted too, and by default only the summary is printed
+    assert main(["pacs", "--url", client.settings.url, "--user",
+                 f"{client.settings.username}:{client.settings.password}", "push", str(tmp_path / "segs")]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"1 instance(s) stored on {client.settings.url}."]
     rows = client.find_series(study_uid=volume.meta["StudyInstanceUID"], modality="SEG")
     assert [r["SeriesInstanceUID"] for r in rows] == [report.series_instance_uid]
     seg_folder = client.pull_series(report.series_instance_uid, cache=tmp_path / "c")

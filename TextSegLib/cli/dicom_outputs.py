@@ -113,7 +113,12 @@ def finish(seg, volume, out: Path, overwrite: bool, engine, opts: dict,
     if report.empty_segments:
         click.echo(f"not found (not stored in the SEG): {', '.join(report.empty_segments)}", err=True)
     if push:
-        accepted = _client(opts).push([report.path])
-        click.echo(f"Pushed {report.path.name} ({len(accepted)} instance(s), series {report.series_instance_uid})",
-                   err=True)
+        from ..io.writing import after_output_set
+
+        def push_it() -> None:
+            accepted = _client(opts).push([report.path])
+            click.echo(f"Pushed {report.path.name} ({len(accepted)} instance(s), series "
+                       f"{report.series_instance_uid})", err=True)
+
+        after_output_set(push_it)  # the SEG is pushed once it is on disk under its own name
     return [report.path]

@@ -73,11 +73,14 @@ def pull(ctx, series_uid, study, cache, refresh) -> None:
 
 
 @command.command("push")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--uids", is_flag=True, help="Also print each stored SOP Instance UID.")
 @click.pass_context
-def push(ctx, files) -> None:
-    """Store DICOM files, e.g. a TextSeg DICOM SEG, on the server (STOW-RS)."""
-    accepted = _client(ctx).push(files)
-    for uid in accepted:
-        click.echo(uid)
-    click.echo(f"{len(accepted)} instance(s) stored.", err=True)
+def push(ctx, files, uids) -> None:
+    """Store DICOM files or folders, e.g. a TextSeg DICOM SEG, on the server (STOW-RS)."""
+    client = _client(ctx)
+    accepted = client.push(files)
+    if uids:
+        for uid in accepted:
+            click.echo(uid)
+    click.echo(f"{len(accepted)} instance(s) stored on {client.settings.url}.")

@@ -173,6 +173,7 @@ class OutputSet:
 
     def __init__(self) -> None:
         self.staged: list[tuple[str, Path]] = []
+        self.after_commit: list[Callable[[], None]] = []  # e.g. a PACS push of a file of the set
 
     def commit(self) -> None:
         markers = []
@@ -228,6 +229,18 @@ def output_set() -> Iterator[OutputSet]:
         staged.commit()
     finally:
         _CURRENT.reset(token)
+    for action in staged.after_commit:  # the files are in place now
+        action()
+
+
+def after_output_set(action: Callable[[], None]) -> None:
+    """Run ``action`` once the enclosing :func:`output_set` has put its files in place (at once
+    outside one)."""
+    staged = _CURRENT.get()
+    if staged is None:
+        action()
+    else:
+        staged.after_commit.append(action)
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> Path:

@@ -169,7 +169,7 @@ class PacsClient:
         import pydicom
 
         datasets = []
-        for f in files:
+        for f in expand_dicom_files(files):
             try:
                 datasets.append(pydicom.dcmread(f))
             except Exception as exc:
@@ -212,11 +212,27 @@ def _flat(item: dict) -> dict:
     return out
 
 
+def expand_dicom_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given; a folder contributes every file under it (hidden files and DICOMDIR skipped)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")
+                          and f.name.upper() != "DICOMDIR")
+        else:
+            out.append(p)
+    return out
+
+
 def series_table(rows: Sequence[dict], keys: Sequence[str]) -> str:
     """A plain text table for the CLI."""
     if not rows:
         return "(none)"
-    widths = [max(len(k), *(len(str(r.get(k, ""))) for r in rows)) for k in keys]
+    def cell(value: object) -> str:  # a multi-valued attribute (ModalitiesInStudy) as "CT, SEG"
+        return ", ".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+    table = [[cell(r.get(k, "")) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(row[i]) for row in table)) for i, k in enumerate(keys)]
     lines = ["  ".join(k.ljust(w) for k, w in zip(keys, widths))]
-    lines += ["  ".join(str(r.get(k, "")).ljust(w) for k, w in zip(keys, widths)) for r in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in table]
     return "\n".join(lines)

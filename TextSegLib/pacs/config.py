@@ -100,5 +100,9 @@ def resolve_settings(url: str | None = None, token: str | None = None, user: str
     if user:
         username, _, pw = user.partition(":")
         password = pw or password or ""
+        if not password:  # never send a Basic header with an empty password by accident
+            raise PacsError(f"user {username!r} has no password.",
+                            "Give it as user:password in TEXTSEG_DICOMWEB_USER (or --user), or as \"password\" "
+                            f"in {config_path()}.")
     return PacsSettings(url=url.rstrip("/"), token=token, username=username, password=password,
                         timeout=float(timeout or file.get("timeout") or 60.0), cache=cache or file.get("cache"))
