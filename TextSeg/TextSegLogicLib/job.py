@@ -100,6 +100,7 @@ class ProcessRunner:
         self._op: Any = None  # the stepped submit, status call or result fetch in flight
         self._last_status = 0.0
         self._lost: tuple[float, BaseException] | None = None
+        self.server_state = ""  # the job's state on the server at the last status
         self.min_status_interval_s = 0.1
 
     def step(self, job: SceneJob) -> None:
