@@ -177,13 +177,17 @@ class EngineProcess:
     def check(self, grace_s: float = 0.0) -> str:
         """'ready' or 'starting' (non-blocking); raises :class:`EngineProcessError` if it died.
 
-        ``grace_s``: after a failed request, wait that long for a dying process to exit."""
+        ``grace_s``: after a failed request, wait for a dying process to exit, at most 50 ms per
+        call (a GUI tick; the caller asks again on the next one). While the engine starts, each
+        call steps one ``GET /v1/info`` on a non-blocking socket for at most :attr:`PROBE_BUDGET_S`:
+        the request waits in the listening socket's backlog while the model loads, and its answer
+        (our token, our API version) says the engine is ready."""
         if self.proc is None:
             raise EngineProcessError("The TextSeg engine process is not started.")
         code = self.proc.poll()
         if code is None and grace_s > 0:
             try:
-                code = self.proc.wait(grace_s)
+                code = self.proc.wait(min(grace_s, 0.05))
             except subprocess.TimeoutExpired:
                 code = None
         if code is not None:
@@ -198,21 +202,38 @@ class EngineProcess:
             self.stop(keep_log=True)
             raise EngineProcessError(f"The TextSeg engine did not start within {self.startup_timeout_s:.0f} s.",
                                      f"See the engine log {log}, or pick a smaller model.")
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.05):
-                pass
-        except OSError:
+        from TextSegLib.remote.stepped import Call
+
+        proc, probe = getattr(self, "_probe", (None, None))
+        if proc is not self.proc or probe is None:  # a new process, or the last probe ended unanswered
+            probe = Call(self.client(), "GET", "/v1/info", timeout_s=self.startup_timeout_s)
+            probe.request.connect_timeout_s = 1.0
+            self._probe = (self.proc, probe)
+        if not probe.step(self.PROBE_BUDGET_S):
             return "starting"
-        try:  # it listens: make sure it is ours (our token) and fully up
-            self.client().info(refresh=True)
-        except RemoteError as exc:
-            if getattr(exc, "status", None) == 401:
-                self.stop()
-                raise EngineProcessError(f"Port {self.port} is answered by another program.",
-                                         "Run again: a new port is chosen.") from None
-            return "starting"
+        self._probe = (self.proc, None)
+        if probe.error is not None:
+            if getattr(probe.error, "status", None) != 401:
+                return "starting"  # not listening yet (refused, lost): a new probe on the next call
+            other = True
+        else:
+            from TextSegLib.remote.client import check_api_version
+
+            try:
+                check_api_version(self.url, probe.result)
+                other = False
+            except RemoteError:
+                other = True
+        if other:  # someone else's server on our port (not our token, or not TextSeg)
+            self.stop()
+            raise EngineProcessError(f"Port {self.port} is answered by another program.",
+                                     "Run again: a new port is chosen.") from None
+        self.client()._info = probe.result
         self._ready = True
         return "ready"
+
+    #: the most one :meth:`check` spends on its probe (a GUI tick must stay short)
+    PROBE_BUDGET_S = 0.005
 
     def client(self) -> Any:
         """A ``RemoteEngine`` for this process (uploads uncompressed: loopback)."""

@@ -7,9 +7,10 @@ bookkeeping (:class:`SceneJob`) and two *runners* that ``job.poll()`` calls:
 
 * :class:`ProcessRunner` (the module's default): the engine runs in another process
   (the local engine process or a remote server) reached through ``RemoteEngine``;
-  each poll sends at most one short request (status, or the result once done), so a
-  run needs no Python thread in Slicer and is unaffected by PythonQt holding the
-  GIL between timer ticks.
+  each poll does a bounded piece of work on non-blocking sockets (a few slabs of the
+  upload, one status request, a piece of the result), so a run needs no Python thread
+  in Slicer, is unaffected by PythonQt holding the GIL between timer ticks, and no
+  tick blocks the GUI (docs/slicer-seams-gui.md).
 * :class:`InlineRunner`: an engine object in this interpreter (scripts, the console,
   tests); it runs on the first poll (blocking) or, with ``threaded=True``, in a worker
   thread (fine under PySide6 or plain Python, slow inside Slicer).
@@ -76,7 +77,17 @@ class ProcessRunner:
     """Drive a job on an engine in another process: wait for it, upload, poll, fetch.
 
     ``connect()`` returns ``(client, ready)``: the ``RemoteEngine`` and whether it can take a
-    job now (the local engine process may still be starting); it raises on a crash."""
+    job now (the local engine process may still be starting); it raises on a crash.
+
+    Every step is bounded (``budget_s`` of work, about 12 ms): the scan is checked, hashed,
+    compressed and sent a few slabs per tick, the result downloaded and unpacked a piece per
+    tick (``RemoteEngine.start_submit`` / ``start_result``, non-blocking sockets), a full server
+    queue is asked again on a later tick, and a lost connection is checked against the engine
+    process on the following ticks. ``phase`` says where the run is: start, upload, queue,
+    progress, download, done."""
+
+    budget_s = 0.012
+    lost_grace_s = 2.0  # after a failed request: how long to watch the engine process die
 
     def __init__(self, connect: Callable[[], tuple[Any, bool]], name: str = "",
                  health: Callable[[], Any] | None = None) -> None:
@@ -85,48 +96,120 @@ class ProcessRunner:
         self.name = name
         self.client: Any = None
         self.remote_job: Any = None
+        self.phase = "start"
+        self._op: Any = None  # the stepped submit, status call or result fetch in flight
         self._last_status = 0.0
+        self._lost: tuple[float, BaseException] | None = None
+        self.server_state = ""  # the job's state on the server at the last status
         self.min_status_interval_s = 0.1
 
     def step(self, job: SceneJob) -> None:
         if job.cancel.cancelled:
             raise CancelledError("Segmentation cancelled by the user.")
-        if self.remote_job is None:
+        if self._lost is not None:
+            return self._watch_lost()
+        if self.client is None:
             client, ready = self.connect()
             if not ready:
                 job.progress("starting engine", 0, 0)
                 return
             self.client = client
             job.engine_name = self.name or str(getattr(client, "name", "engine"))
-            job.progress("upload", 0, 1)
-            t = time.perf_counter()
-            self.remote_job = client.submit(job.volume, job.prompts, modality=job.modality, roi_ras=job.roi_ras)
-            job.stage_s["submit"] = time.perf_counter() - t
+            self._op = client.start_submit(job.volume, job.prompts, modality=job.modality, roi_ras=job.roi_ras)
+            self.phase = "upload"
+            self._t_submit = time.perf_counter()
+        if self.phase in ("upload", "queue"):
+            return self._submit_step(job)
+        if self.phase == "progress":
+            return self._status_step(job)
+        if self.phase == "download":
+            op = self._op
+            if not op.step(self.budget_s):
+                job.progress(*op.progress)
+                return
+            self._op, self.phase = None, "done"
+            if op.error is not None:
+                raise op.error  # a failed job raises its reason here
+            job.succeed(op.result)
+
+    def _submit_step(self, job: SceneJob) -> None:
+        op = self._op
+        finished = op.step(self.budget_s)
+        self.phase = "queue" if op.phase == "queue" else "upload"
+        if not finished:
+            stage, done, total = op.progress
+            job.progress(stage, done, total)
             return
-        now = time.perf_counter()
-        if now - self._last_status < self.min_status_interval_s:
+        job.stage_s["submit"] = time.perf_counter() - self._t_submit
+        self._op = None
+        if op.error is not None:
+            if self._defer(op.error):
+                return
+            raise op.error
+        self.remote_job = op.result
+        self.phase = "progress"
+
+    def _status_step(self, job: SceneJob) -> None:
+        if self._op is None:
+            now = time.perf_counter()
+            if now - self._last_status < self.min_status_interval_s:
+                return
+            self._last_status = now
+            self._op = self.client.start_status(self.remote_job)
+        op = self._op
+        if not op.step(self.budget_s):
             return
-        self._last_status = now
-        try:
-            status = self.client.job_status(self.remote_job)
-        except RemoteError:
-            if self.health is not None:
-                self.health()
-            raise
-        if status.get("total"):
+        self._op = None
+        if op.error is not None:
+            exc = op.error
+            if getattr(exc, "status", None) is None or getattr(exc, "code", "") == "job_unknown":
+                why = getattr(exc, "reason", None) or "it no longer knows the job"
+                exc = RemoteError(f"Lost job {self.remote_job.id[:8]} on {self.client.url}: the server stopped or "
+                                  f"restarted while it ran ({why}).",
+                                  "Run it again; the scan is uploaded again if the server needs it.")
+            if self._defer(exc):
+                return
+            raise exc
+        status = op.result
+        state = status.get("state")
+        if state == "queued":
+            job.progress("queued", 0, int(status.get("queue_position") or 0))
+            self.phase = "progress"
+        elif status.get("total"):
             job.progress(status["stage"], status["done"], status["total"])
         elif status.get("stage"):
             job.progress(status["stage"], 0, 0)
-        state = status.get("state")
+        self.server_state = state
         if state == "cancelled":
             raise CancelledError("Segmentation cancelled on the server.")
         if state in ("done", "failed"):
             job.progress("download", 0, 1)
-            job.succeed(self.client.job_result(self.remote_job))  # a failed job raises its reason here
+            self._op = self.client.start_result(self.remote_job)
+            self.phase = "download"
+
+    def _defer(self, exc: BaseException) -> bool:
+        """A request could not reach the engine: True when its process is watched on the next ticks
+        (it may be dying: its one-line crash report beats "connection lost")."""
+        if self.health is None or not isinstance(exc, RemoteError) or getattr(exc, "status", None) is not None:
+            return False
+        self.health()  # raises at once when the process is gone
+        self._lost = (time.monotonic() + self.lost_grace_s, exc)
+        return True
+
+    def _watch_lost(self) -> None:
+        end, exc = self._lost  # type: ignore[misc]
+        self.health()  # type: ignore[misc]  # the crash report, once the process has exited
+        if time.monotonic() > end:
+            raise exc
 
     def cancel(self, job: SceneJob) -> None:
+        """Stop at once: drop the transfer in flight, send the server's DELETE without waiting."""
+        if self._op is not None:
+            self._op.close()
+            self._op = None
         if self.client is not None and self.remote_job is not None:
-            self.client.cancel_job(self.remote_job)
+            self.client.start_cancel(self.remote_job)
+        self.phase = "done"
         job.fail(CancelledError("Segmentation cancelled by the user."))
 
 

@@ -3,14 +3,13 @@
 The engine runs in the engine process (or on a remote server); a QTimer on the
 main thread advances the job with short polls, updates the progress bar and,
 when the job ends, lets the logic import the masks (MRML is only touched here,
-on the main thread). Nothing here blocks the GUI for long: "Test connection"
-and downloads run off the GUI thread too.
+on the main thread). Nothing here blocks the GUI: the run, "Test connection"
+and downloads advance in short non-blocking steps from timer ticks, with no
+Python thread (docs/slicer-seams-gui.md).
 """
 from __future__ import annotations
 
 from typing import Any, Callable
-
-import threading
 
 from TextSegLib.errors import CancelledError, ModalityError, ModelError, TextSegError
 from TextSegLogicLib import engines
@@ -25,6 +24,8 @@ from .pacs_controller import PacsController
 from .panel import TextSegPanel
 
 POLL_MS = 100
+CONNECTION_TIMEOUT_S = 10.0
+CONNECTION_STEP_S = 0.01  # the most one timer tick spends on the connection test
 
 
 class TextSegController:
@@ -78,8 +79,7 @@ class TextSegController:
         panel.on_download = self.download
         self.download_job: ModelDownload | None = None
         self.default_python = ""  # the engine's interpreter when Settings name none (Slicer: PythonSlicer)
-        self._connection_thread: threading.Thread | None = None
-        self._connection_result: tuple[bool, str, str] | None = None
+        self._connection_probe: tuple[Any, str] | None = None  # (stepped probe, url) of "Test connection"
         self.aux_timer = qc.QtCore.QTimer(panel)
         self.aux_timer.setInterval(POLL_MS)
         self.aux_timer.timeout.connect(self._poll_aux)
@@ -189,16 +189,8 @@ class TextSegController:
                 self.download_job = None
                 if state == "done":
                     self.refresh_models()
-        if self._connection_thread is not None:
-            if self._connection_thread.is_alive():
-                busy = True
-            else:
-                self._connection_thread = None
-                ok, message, url = self._connection_result or (False, "No answer.", "")
-                if ok:
-                    self.panel.set_server_history(self.settings.remember_server(url))
-                self.panel.status_label.setText(message)
-                self.panel.test_connection_button.setEnabled(True)
+        if self._connection_probe is not None and self._step_connection():
+            busy = True
         if not busy:
             self.aux_timer.stop()
 
@@ -393,27 +385,40 @@ class TextSegController:
             self.logic.show_3d(node, show)
 
     def _test_connection(self, url: str, api_key: str) -> None:
-        """Test connection button: the request runs off the GUI thread; the timer reports it."""
+        """Test connection button: a non-blocking probe stepped by the timer (no thread: under
+        PythonQt a Python thread only runs while the main thread runs Python)."""
         if self.test_connection is None:
             self.panel.status_label.setText("Remote server support is not installed (TextSegLib.remote).")
             return
-        if self._connection_thread is not None:
+        if self._connection_probe is not None:
             return
-        test = self.test_connection
-
-        def work() -> None:
-            try:
-                ok, message = test(url, api_key)
-            except Exception as exc:  # noqa: BLE001 - shown as one line
-                ok, message = False, f"Connection test failed: {exc}"
-            self._connection_result = (ok, message, url)
-
-        self._connection_result = None
         self.panel.status_label.setText(f"Connecting to {url} ...")
         self.panel.test_connection_button.setEnabled(False)
-        self._connection_thread = threading.Thread(target=work, name="TextSegConnectionTest", daemon=True)
-        self._connection_thread.start()
-        self.aux_timer.start()
+        stepped = getattr(self.test_connection, "stepped", None)  # TextSegLib.remote.test_connection has one
+        try:
+            probe: Any = stepped(url, api_key or None, CONNECTION_TIMEOUT_S) if stepped is not None \
+                else _Blocking(self.test_connection, url, api_key)
+        except Exception as exc:  # noqa: BLE001 - shown as one line
+            probe = _Blocking(lambda *_: (False, f"Connection test failed: {exc}"), url, api_key)
+        self._connection_probe = (probe, url)
+        self.aux_timer.start()  # the first step runs on the next tick
+
+    def _step_connection(self) -> bool:
+        """Step the connection probe (bounded); True while it still runs."""
+        probe, url = self._connection_probe  # type: ignore[misc]
+        try:
+            out = probe.step(CONNECTION_STEP_S)
+        except Exception as exc:  # noqa: BLE001 - shown as one line
+            out = (False, f"Connection test failed: {exc}")
+        if out is None:
+            return True
+        self._connection_probe = None
+        ok, message = out
+        if ok:
+            self.panel.set_server_history(self.settings.remember_server(url))
+        self.panel.status_label.setText(message)
+        self.panel.test_connection_button.setEnabled(True)
+        return False
 
     def _check_vocabulary(self, prompts: list[str]) -> None:
         """Hints for finished prompts: ambiguous, not a term of this model, or another modality."""
@@ -433,6 +438,16 @@ class TextSegController:
         except TextSegError:
             return
         self.panel.set_vocabulary_hint({p.text: [c.name for c in p.nearest] for p in resolved if not p.in_vocabulary})
+
+
+class _Blocking:
+    """An injected ``test_connection(url, key)`` without a stepped form (scripts, tests), called once."""
+
+    def __init__(self, test: Callable[[str, str], tuple[bool, str]], url: str, api_key: str) -> None:
+        self.call = lambda: test(url, api_key)
+
+    def step(self, budget_s: float = 0.0) -> tuple[bool, str]:
+        return self.call()
 
 
 def _refine_available() -> tuple[bool, str]:

@@ -120,20 +120,25 @@ class RemoteEngine:
         return r
 
     def _error(self, r: requests.Response) -> RemoteError:
+        return self.error_from(r.status_code, r.content, r.headers, r.reason)
+
+    def error_from(self, status: int, content: bytes | bytearray, headers: Any, reason: str = "") -> RemoteError:
+        """The one-line :class:`RemoteError` of an HTTP error answer (``.status``, ``.code``, ``.retry_after``)."""
         code = ""
+        text = bytes(content).decode("utf-8", "replace")
         try:
-            body = r.json()
-            message, code = body.get("error") or r.text, str(body.get("code") or "")
+            body = json.loads(text)
+            message, code = body.get("error") or text, str(body.get("code") or "")
         except (ValueError, AttributeError):
-            message = r.text[:300] or r.reason
-        if r.status_code == 401:
+            message = text[:300] or reason
+        if status == 401:
             err = RemoteError(f"The server at {self.url} refused the API key: {message}",
                               "Enter the key the server was started with.")
         else:
-            err = RemoteError(f"Server {self.url} answered {r.status_code}: {message}")
-        err.status = r.status_code  # type: ignore[attr-defined]
+            err = RemoteError(f"Server {self.url} answered {status}: {message}")
+        err.status = status  # type: ignore[attr-defined]
         err.code = code  # type: ignore[attr-defined]
-        err.retry_after = r.headers.get("retry-after")  # type: ignore[attr-defined]
+        err.retry_after = headers.get("retry-after")  # type: ignore[attr-defined]
         return err
 
     def info(self, refresh: bool = False) -> dict[str, Any]:
@@ -244,6 +249,35 @@ class RemoteEngine:
         return RemoteJob(job["id"], resolved, texts, tuple(volume.shape), t0, iid,
                          {"upload": time.perf_counter() - t}, sent)
 
+    # -- the same work in bounded steps (the Slicer module's timer tick, TextSegLib.remote.stepped) --
+    def start_submit(self, volume: Volume, prompts: Sequence, *, modality: str | None = None,
+                     roi_ras: tuple[Sequence[float], Sequence[float]] | None = None) -> Any:
+        """:meth:`submit` as a :class:`~.stepped.Submit`: call ``step(budget_s)`` until True, then read
+        ``.result`` (the :class:`RemoteJob`) or ``.error``; no call blocks or sleeps."""
+        from .stepped import Submit
+
+        return Submit(self, volume, prompts, modality=modality, roi_ras=roi_ras)
+
+    def start_status(self, job: "RemoteJob | str") -> Any:
+        """:meth:`job_status` as a stepped :class:`~.stepped.Call` (``.result`` is the status dict)."""
+        from .stepped import Call
+
+        return Call(self, "GET", f"/v1/jobs/{getattr(job, 'id', job)}")
+
+    def start_result(self, job: RemoteJob) -> Any:
+        """:meth:`job_result` as a stepped :class:`~.stepped.Fetch` (``.result`` is the EngineResult)."""
+        from .stepped import Fetch
+
+        return Fetch(self, job)
+
+    def start_cancel(self, job: "RemoteJob | str", wait_s: float = 0.02) -> None:
+        """Send the job's DELETE without waiting for the answer (at most ``wait_s`` spent here)."""
+        from .stepped import Call
+
+        call = Call(self, "DELETE", f"/v1/jobs/{getattr(job, 'id', job)}", timeout_s=10.0)
+        call.step(wait_s)
+        call.request.detach()
+
     def job_status(self, job: "RemoteJob | str") -> dict[str, Any]:
         """The server's status of a job: state, stage, done/total, queue position (one short request)."""
         jid = getattr(job, "id", job)
@@ -262,14 +296,19 @@ class RemoteEngine:
         finally:
             self._delete(job.id)  # frees the server's result memory at once (also for a failed job)
         masks, probs, server_timings, info = protocol.decode_result(r.content)
-        timings = dict(job.timings, download=time.perf_counter() - t)
+        return self.result_of(job, masks, probs, server_timings, info, len(r.content), time.perf_counter() - t)
+
+    def result_of(self, job: RemoteJob, masks: dict, probs: dict, server_timings: dict, info: dict,
+                  nbytes: int, download_s: float) -> EngineResult:
+        """The :class:`EngineResult` of a decoded result message (keyed by prompt text, checked)."""
+        timings = dict(job.timings, download=download_s)
         if any(tuple(m.shape) != job.shape for m in masks.values()) or set(masks) != set(job.texts):
             raise RemoteError(f"Server {self.url} returned masks that do not match the request "
                               f"(prompts {sorted(masks)}, expected {sorted(job.texts)}).", "Update the server.")
         timings.update({f"server_{k}": float(v) for k, v in server_timings.items()})
         timings["total"] = time.perf_counter() - job.t0
         info = {**info, "server": self.url, "image": job.image, "upload_bytes": job.upload_bytes,
-                "result_bytes": len(r.content)}
+                "result_bytes": nbytes}
         res = EngineResult(masks={}, probabilities={}, timings=timings, info=info)
         found, reasons = info.pop("found", None) or {}, info.pop("reasons", None) or {}
         info.pop("prompts", None)
@@ -399,19 +438,57 @@ def check_api_version(url: str, info: dict[str, Any]) -> None:
                           "Install the same textseg version on both sides.")
 
 
+class ConnectionTest:
+    """The "Test connection" button's probe in bounded steps: ``step()`` returns None while it runs,
+    then ``(ok, user-facing message)``. One ``GET /v1/info``; no thread, no blocking call."""
+
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 10.0) -> None:
+        self.outcome: tuple[bool, str] | None = None
+        try:
+            self.engine = RemoteEngine(url, api_key, timeout=timeout)
+        except RemoteError as exc:
+            self.outcome = (False, str(exc))
+            return
+        from .stepped import Call
+
+        self.call = Call(self.engine, "GET", "/v1/info", timeout_s=timeout)
+
+    def step(self, budget_s: float = 0.01) -> tuple[bool, str] | None:
+        if self.outcome is not None or not self.call.step(budget_s):
+            return self.outcome
+        exc, info = self.call.error, self.call.result
+        if exc is None:
+            try:
+                check_api_version(self.engine.url, info)
+            except RemoteError as bad:
+                exc = bad
+        if exc is not None:
+            if getattr(exc, "status", None) == 401:
+                self.outcome = (False, "The server refused the API key.")
+            else:
+                self.outcome = (False, str(exc))
+        else:
+            self.outcome = (True, f"Connected to TextSeg server {info.get('version', '?')} at {self.engine.url}, "
+                                  f"model {info.get('model', '?')} on {info.get('device', '?')}")
+        return self.outcome
+
+    def close(self) -> None:
+        if self.outcome is None:
+            self.call.close()
+            self.outcome = (False, "Connection test stopped.")
+
+
 def test_connection(url: str, api_key: str | None = None, timeout: float = 10.0) -> tuple[bool, str]:
-    """(ok, user-facing message) for the Slicer panel's "Test connection" button."""
-    try:
-        engine = RemoteEngine(url, api_key, timeout=timeout)
-        info = engine.info()
-    except RemoteError as exc:
-        if getattr(exc, "status", None) == 401:
-            return False, "The server refused the API key."
-        return False, str(exc)
-    except ValueError:
-        return False, f"{url} answered, but not as a TextSeg server (no JSON). Check the URL and port."
-    return True, (f"Connected to TextSeg server {info.get('version', '?')} at {engine.url}, "
-                  f"model {info.get('model', '?')} on {info.get('device', '?')}")
+    """(ok, user-facing message) for the Slicer panel's "Test connection" button (blocking;
+    the panel steps :class:`ConnectionTest` from its timer instead, see ``test_connection.stepped``)."""
+    probe = ConnectionTest(url, api_key, timeout)
+    end = time.monotonic() + timeout + 1.0
+    while (out := probe.step(0.05)) is None:
+        if time.monotonic() > end:
+            probe.close()
+            return False, f"Could not reach {url}: the request timed out."
+    return out
 
 
+test_connection.stepped = ConnectionTest  # type: ignore[attr-defined]  # what a GUI timer steps
 test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

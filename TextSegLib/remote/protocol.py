@@ -198,7 +198,12 @@ def _inflate_blosc2(data: memoryview, out: bytearray, expected: int, source: str
 # -- images ---------------------------------------------------------------------------
 def wire_array(volume: Volume) -> tuple[str, bytes]:
     """(wire dtype name, raw little-endian Fortran-order bytes) of ``volume.array``."""
-    a = volume.array
+    name = wire_array_dtype(volume.array)
+    return name, np.asarray(volume.array, dtype=np.dtype(name).newbyteorder("<")).tobytes(order="F")
+
+
+def wire_array_dtype(a: np.ndarray) -> str:
+    """The wire dtype name that holds every value of ``a`` exactly."""
     name = a.dtype.name
     if name not in DTYPES:  # bool, int64, float16 ... -> a wire type that holds every value exactly
         if a.dtype.kind == "b":
@@ -208,7 +213,7 @@ def wire_array(volume: Volume) -> tuple[str, bytes]:
         else:
             fits = a.size == 0 or (int(a.min()) >= -2**31 and int(a.max()) < 2**31)
             name = "int32" if fits else "float64"
-    return name, np.asarray(a, dtype=np.dtype(name).newbyteorder("<")).tobytes(order="F")
+    return name
 
 
 def geometry_header(shape: Sequence[int], dtype: str, ijk_to_ras: Any) -> dict[str, Any]:
