@@ -14,7 +14,7 @@ BUILD_CACHE ?= $(HOME)/.cache/textseg-build
 TORCH_INDEX_URL ?=
 TORCH_INSTALL = $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch==2.13.0
 
-.PHONY: setup demo test bench clean-venv slicer-python-check
+.PHONY: setup demo test bench clean-venv slicer-python-check print-slicer-python
 
 setup: $(STAMP)
 
@@ -55,3 +55,6 @@ slicer-python-check:
 
 clean-venv:
 	rm -rf $(VENV)
+
+print-slicer-python:
+	@echo $(SLICER_PYTHON)
