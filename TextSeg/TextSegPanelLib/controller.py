@@ -296,6 +296,7 @@ class TextSegController:
         self.panel.show_finished(
             f"{len(job.imported_segment_ids)} segment(s) in {t.get('engine', 0):.1f} s "
             f"(+{t.get('import_', 0):.2f} s import) with {job.engine_name or '?'}." + not_found
+            + (f" {job.notice}." if getattr(job, "notice", "") else "")  # e.g. written into a new segmentation
         )
         self.panel.show_results(job.measurements)
         self.panel.undo_button.setEnabled(True)
