@@ -216,6 +216,7 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.controller.job.request_cancel()
         if self.controller.batch is not None:
             self.controller.batch.close()  # stops watching only: the batch process runs on
+        self.controller.pacs.stop()  # a PACS test or send in flight: its child process tree ends too
         self.logic.shutdown()
 
     def _connectApplication(self) -> None:
