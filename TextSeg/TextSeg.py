@@ -216,7 +216,9 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.controller.job.request_cancel()
         if self.controller.batch is not None:
             self.controller.batch.close()  # stops watching only: the batch process runs on
-        self.controller.pacs.stop()  # a PACS test or send in flight: its child process tree ends too
+        pacs = getattr(self.controller, "pacs", None)
+        if pacs is not None:
+            pacs.stop()  # a PACS test or send in flight: its child process tree ends too
         self.logic.shutdown()
 
     def _connectApplication(self) -> None:

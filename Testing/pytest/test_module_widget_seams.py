@@ -139,8 +139,10 @@ def test_sample_ct_is_registered_on_startup(env, loaded, monkeypatch):
 
     module, app = loaded
     module.TextSeg(types.SimpleNamespace())
-    (signature, fn), = app.startup
-    assert signature == "startupCompleted()"
+    assert {signature for signature, _ in app.startup} == {"startupCompleted()"}
+    by_name = {f.__name__: f for _, f in app.startup}
+    assert set(by_name) == {"_registerSampleData", "_load_terminology"}  # Sample Data and Slicer's terminology
+    fn = by_name["_registerSampleData"]
     calls: list[dict] = []
     sample_data = types.ModuleType("SampleData")
     sample_data.SampleDataLogic = types.SimpleNamespace(registerCustomSampleDataSource=lambda **kw: calls.append(kw))
