@@ -88,28 +88,32 @@ def test_model_switch_and_cleanup_stop_the_old_tree(launchers):
     assert leftovers([tree], [port], wait_s=10) == []
 
 
+_STALL = """
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(64)
+print(s.getsockname()[1], flush=True)
+held = []
+s.settimeout(1.0)
+end = time.monotonic() + 300
+while time.monotonic() < end:  # bounded: it stops by itself
+    try:
+        held.append(s.accept()[0])
+    except socket.timeout:
+        pass
+"""
+
+
 class _StalledHub:
-    """A 'Hugging Face' endpoint that accepts connections and never answers (a download in progress)."""
+    """A 'Hugging Face' endpoint that accepts connections and never answers (a download in progress).
+    It runs in its own process, so the hub client's retries always find it listening."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.held: list = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                self.held.append(self.sock.accept()[0])
-            except OSError:
-                return
+        self.proc = subprocess.Popen([sys.executable, "-c", _STALL], stdout=subprocess.PIPE, text=True)
+        self.url = f"http://127.0.0.1:{int(self.proc.stdout.readline())}"
 
     def close(self) -> None:
-        self.sock.close()
-        for c in self.held:
-            c.close()
+        self.proc.kill()
+        self.proc.wait(10)
 
 
 def test_cancel_download_ends_the_tree(launchers, tmp_path, monkeypatch):
@@ -118,6 +122,7 @@ def test_cancel_download_ends_the_tree(launchers, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "120")
     monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "120")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)  # huggingface_hub reads it as HF_HUB_OFFLINE too
     try:
         job = ModelDownload("SAT-Nano", dest=str(tmp_path / "sat"), python=launchers["ignore"])
         end = time.monotonic() + 60
