@@ -3,14 +3,12 @@
 ``python -m TextSegLib.pacs.job FOLDER`` (:mod:`TextSegLib.pacs.job`) does the network and the
 DICOM SEG writing; the GUI thread only writes the job (masks as packed bits), starts the process
 and, each tick, checks ``poll()`` and one small result file, so no tick waits on the network.
-Like the engine, the child runs in its own session so :meth:`PacsProcess.cancel` stops the whole
-group (Slicer's launcher forwards no signals). The secret travels in the child's environment only.
+Like the engine, it starts from Slicer's startup environment where that applies and in its own
+session, and :meth:`PacsProcess.cancel` ends its whole tree (Slicer's launcher forwards no signals). The secret travels in the child's environment only.
 """
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,17 +17,18 @@ from typing import Any
 
 from TextSegLib.pacs import job as pacs_job
 
+from .child_env import child_environment, popen_options
 from .engine_process import LIB_PARENT
+from .proctree import kill_tree
 
 AUTH_VARS = ("TEXTSEG_DICOMWEB_TOKEN", "TEXTSEG_DICOMWEB_USER")
 
 
-def child_env(user: str = "", secret: str = "") -> dict[str, str]:
-    """This environment plus TextSegLib on the path and the credentials of the fields (if any):
-    ``user`` + ``secret`` is HTTP Basic, ``secret`` alone a bearer token, neither: the library's
-    own sources (environment, ``~/.textseg/dicomweb.json``)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(LIB_PARENT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+def child_env(user: str = "", secret: str = "", python: str = "") -> dict[str, str]:
+    """The engine's child environment (:func:`~.child_env.child_environment`) plus the credentials
+    of the fields (if any): ``user`` + ``secret`` is HTTP Basic, ``secret`` alone a bearer token,
+    neither: the library's own sources (environment, ``~/.textseg/dicomweb.json``)."""
+    env = child_environment(python, LIB_PARENT)
     user, secret = user.strip(), secret.strip()
     if user:
         env.pop("TEXTSEG_DICOMWEB_TOKEN", None)
@@ -50,9 +49,9 @@ class PacsProcess:
         self.log_path = folder / "job.log"
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
-                [python or sys.executable, "-m", "TextSegLib.pacs.job", str(folder)], env=child_env(user, secret),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=tempfile.gettempdir(),
-                start_new_session=sys.platform != "win32")
+                [python or sys.executable, "-m", "TextSegLib.pacs.job", str(folder)],
+                env=child_env(user, secret, python), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=tempfile.gettempdir(), **popen_options())
 
     @classmethod
     def test(cls, url: str, user: str = "", secret: str = "", python: str = "") -> "PacsProcess":
@@ -86,19 +85,9 @@ class PacsProcess:
         return result
 
     def cancel(self) -> None:
-        """Stop the child and anything it started (its process group)."""
+        """Stop the child and anything it started, at once (no grace: nothing of it needs saving)."""
         if self.proc.poll() is None:
-            try:
-                if sys.platform == "win32":
-                    subprocess.run(["taskkill", "/T", "/F", "/PID", str(self.proc.pid)], capture_output=True, check=False)
-                else:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
+            kill_tree(self.proc, grace_s=0.0)
 
     def cleanup(self) -> None:
         """Remove the job folder (the SEG is in the DICOM database by then)."""
