@@ -22,6 +22,15 @@ def sat_reference_dir() -> Path:
     return DATA / "sat-reference"
 
 
+@pytest.fixture()
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh TEXTSEG_HOME (model folders, consent, caches) and no TEXTSEG_MODEL."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("TEXTSEG_HOME", str(h))
+    monkeypatch.delenv("TEXTSEG_MODEL", raising=False)
+    return h
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA

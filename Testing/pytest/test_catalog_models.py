@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -11,14 +10,6 @@ from TextSegLib.cli.main import main
 from TextSegLib.errors import ModelError
 from TextSegLib.models import catalog
 from TextSegLib.models.catalog import ModelEntry, ModelFile
-
-
-@pytest.fixture()
-def home(tmp_path, monkeypatch) -> Path:
-    h = tmp_path / "home"
-    monkeypatch.setenv("TEXTSEG_HOME", str(h))
-    monkeypatch.delenv("TEXTSEG_MODEL", raising=False)
-    return h
 
 
 def test_catalog_entries():

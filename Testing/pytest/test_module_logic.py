@@ -10,27 +10,10 @@ from _module_helpers import CT_CHEST, DATA, LungThresholdEngine, dice, reference
 
 slicer = pytest.importorskip("slicer", reason="PyPI slicer-core is not installed")
 
-from slicer_bootstrap import make_scene  # noqa: E402
+from _mrml_fixtures import ct, env, logic  # noqa: E402,F401 (fixtures)
 from TextSegLib.errors import CancelledError, GeometryError, InputFileError, TextSegError  # noqa: E402
 from TextSegLogicLib import TextSegLogic, mrml_io  # noqa: E402
 from TextSegLogicLib.mrml_io import TAG_CREATED_BY, TAG_DIGEST, segment_tag as _tag  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def env():
-    return make_scene()
-
-
-@pytest.fixture()
-def ct(env):
-    node = env.load_volume(CT_CHEST)
-    yield node
-    env.scene.RemoveNode(node)
-
-
-@pytest.fixture()
-def logic(env):
-    return TextSegLogic(**env.logics(), engine=LungThresholdEngine())
 
 
 def segments(seg_node) -> dict[str, object]:

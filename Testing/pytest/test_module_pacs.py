@@ -6,12 +6,10 @@ import os
 import time
 
 import numpy as np
-import pydicom
 import pytest
 
-from _dicomseg_helpers import build_series
-from _module_helpers import LungThresholdEngine
 from _orthanc_helpers import orthanc, skip_module_without_orthanc  # noqa: F401 (orthanc: a fixture)
+from _pacs_scene import pacs_scene, pacs_series
 
 slicer = pytest.importorskip("slicer", reason="PyPI slicer-core is not installed")
 pytest.importorskip("highdicom")
@@ -20,44 +18,22 @@ os.environ.setdefault("QT_API", "pyside6")
 QtWidgets = pytest.importorskip("Qt.QtWidgets", reason="Qt.py + PySide6 not installed")
 skip_module_without_orthanc()
 
-from slicer_bootstrap import make_scene  # noqa: E402
-from TextSegLib.io import read_segmentation, read_volume, write_volume  # noqa: E402
+from TextSegLib.io import read_segmentation, read_volume  # noqa: E402
 from TextSegLib.pacs import PacsClient, resolve_settings  # noqa: E402
-from TextSegLogicLib import TextSegLogic, mrml_io  # noqa: E402
-from TextSegLogicLib.completion import make_suggester  # noqa: E402
-from TextSegLogicLib.settings import TextSegSettings  # noqa: E402
+from TextSegLogicLib import mrml_io  # noqa: E402
 from TextSegPanelLib import qt_compat as qc  # noqa: E402
-from TextSegPanelLib.controller import TextSegController  # noqa: E402
-from TextSegPanelLib.panel import TextSegPanel  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def series(tmp_path_factory, orthanc):
     """The fixture series, also stored on the Orthanc (as if it came from the PACS)."""
-    folder = build_series(tmp_path_factory.mktemp("series") / "axial", "axial")
-    PacsClient(resolve_settings(orthanc.dicomweb, user=orthanc.credentials)).push(sorted(folder.iterdir()))
-    return folder
+    return pacs_series(tmp_path_factory, orthanc)
 
 
 @pytest.fixture
 def scene(tmp_path, series, monkeypatch):
-    for var in ("TEXTSEG_DICOMWEB_URL", "TEXTSEG_DICOMWEB_TOKEN", "TEXTSEG_DICOMWEB_USER", "TEXTSEG_DICOMWEB_CONFIG"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("TEXTSEG_HOME", str(tmp_path / "home"))
-    QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
-    env = make_scene()
-    volume = read_volume(series)
-    node = env.load_volume(write_volume(volume, tmp_path / "ct.nrrd"))
-    by_uid = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID: str(f) for f in series.iterdir()}
-    node.SetAttribute("DICOM.instanceUIDs", " ".join(by_uid))
-    logic = TextSegLogic(**env.logics(), engine=LungThresholdEngine())
-    seg_node = logic.output_segmentation(node)
-    mask = np.zeros(volume.shape, bool)
-    mask[300:340, 200:240, 4:8] = True
-    store: dict = {}
-    panel = TextSegPanel(suggest=make_suggester(["spleen"]))
-    ctrl = TextSegController(panel, logic, lambda: node, lambda: seg_node, settings=TextSegSettings(store))
-    ctrl.pacs.file_for_instance = by_uid.get
+    made = pacs_scene(tmp_path, series, monkeypatch)
+    ctrl, panel = made["ctrl"], made["panel"]
     asked: list[str] = []
     answers = {"allow": True, "remember": True}
 
@@ -66,8 +42,7 @@ def scene(tmp_path, series, monkeypatch):
         return answers["allow"], answers["remember"]
 
     ctrl.pacs.ask_consent = ask
-    yield dict(ctrl=ctrl, panel=panel, node=node, seg_node=seg_node, mask=mask, volume=volume, store=store,
-               asked=asked, answers=answers)
+    yield dict(made, asked=asked, answers=answers)
     panel.deleteLater()
 
 

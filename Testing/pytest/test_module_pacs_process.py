@@ -9,15 +9,13 @@ import socket
 import threading
 import time
 
-import numpy as np
 import pydicom
 import pytest
 
 from _dicom_database import StandInDICOMDatabase
-from _dicomseg_helpers import build_series
 from _gil_host import run_host
-from _module_helpers import LungThresholdEngine
 from _orthanc_helpers import orthanc, skip_module_without_orthanc  # noqa: F401 (orthanc: a fixture)
+from _pacs_scene import pacs_scene, pacs_series
 
 slicer = pytest.importorskip("slicer", reason="PyPI slicer-core is not installed")
 pytest.importorskip("highdicom")
@@ -27,10 +25,7 @@ QtWidgets = pytest.importorskip("Qt.QtWidgets", reason="Qt.py + PySide6 not inst
 QtCore = pytest.importorskip("Qt.QtCore")
 skip_module_without_orthanc()
 
-from slicer_bootstrap import make_scene  # noqa: E402
-from TextSegLib.io import read_volume, write_volume  # noqa: E402
-from TextSegLib.pacs import PacsClient, resolve_settings  # noqa: E402
-from TextSegLogicLib import TextSegLogic, deps, mrml_io  # noqa: E402
+from TextSegLogicLib import deps  # noqa: E402
 from TextSegLogicLib.completion import make_suggester  # noqa: E402
 from TextSegLogicLib.pacs_upload import slicer_dicomweb_server  # noqa: E402
 from TextSegLogicLib.settings import TextSegSettings  # noqa: E402
@@ -43,9 +38,7 @@ TICK_LIMIT_S = 0.1
 
 @pytest.fixture(scope="module")
 def series(tmp_path_factory, orthanc):
-    folder = build_series(tmp_path_factory.mktemp("series") / "axial", "axial")
-    PacsClient(resolve_settings(orthanc.dicomweb, user=orthanc.credentials)).push(sorted(folder.iterdir()))
-    return folder
+    return pacs_series(tmp_path_factory, orthanc)
 
 
 def slicer_settings(path, url="", protocol="DICOMweb", user="", password=""):
@@ -62,24 +55,9 @@ def slicer_settings(path, url="", protocol="DICOMweb", user="", password=""):
 
 @pytest.fixture
 def scene(tmp_path, series, monkeypatch):
-    for var in ("TEXTSEG_DICOMWEB_URL", "TEXTSEG_DICOMWEB_TOKEN", "TEXTSEG_DICOMWEB_USER", "TEXTSEG_DICOMWEB_CONFIG"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("TEXTSEG_HOME", str(tmp_path / "home"))
-    QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
-    env = make_scene()
-    volume = read_volume(series)
-    node = env.load_volume(write_volume(volume, tmp_path / "ct.nrrd"))
-    by_uid = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID: str(f) for f in series.iterdir()}
-    node.SetAttribute("DICOM.instanceUIDs", " ".join(by_uid))
-    logic = TextSegLogic(**env.logics(), engine=LungThresholdEngine())
-    seg_node = logic.output_segmentation(node)
-    mask = np.zeros(volume.shape, bool)
-    mask[300:340, 200:240, 4:8] = True
-    mrml_io.put_segment(seg_node, None, "Spleen", mask, volume.ijk_to_ras)
-    panel = TextSegPanel(suggest=make_suggester(["spleen"]))
-    ctrl = TextSegController(panel, logic, lambda: node, lambda: seg_node, settings=TextSegSettings({}))
+    made = pacs_scene(tmp_path, series, monkeypatch, spleen=True)
+    ctrl, panel, volume, by_uid = made["ctrl"], made["panel"], made["volume"], made["by_uid"]
     database = StandInDICOMDatabase(tmp_path / "dicomdb", by_uid)
-    ctrl.pacs.file_for_instance = by_uid.get
     ctrl.pacs.database = database
     ctrl.pacs.ask_consent = lambda url: (True, True)
     yield dict(ctrl=ctrl, panel=panel, volume=volume, database=database, tmp=tmp_path)

@@ -5,33 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _module_helpers import CT_CHEST, LungThresholdEngine
-
 slicer = pytest.importorskip("slicer", reason="PyPI slicer-core is not installed")
 
-from slicer_bootstrap import make_scene  # noqa: E402
+from _mrml_fixtures import ct, env, logic  # noqa: E402,F401 (fixtures)
 from TextSegLib.errors import TextSegError  # noqa: E402
-from TextSegLogicLib import TextSegLogic, mrml_io  # noqa: E402
+from TextSegLogicLib import mrml_io  # noqa: E402
 
 LABELMAP = "Binary labelmap"
 SURFACE = "Closed surface"
-
-
-@pytest.fixture(scope="module")
-def env():
-    return make_scene()
-
-
-@pytest.fixture()
-def ct(env):
-    node = env.load_volume(CT_CHEST)
-    yield node
-    env.scene.RemoveNode(node)
-
-
-@pytest.fixture()
-def logic(env):
-    return TextSegLogic(**env.logics(), engine=LungThresholdEngine())
 
 
 def ids(seg_node) -> list[str]:

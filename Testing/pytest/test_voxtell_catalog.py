@@ -14,14 +14,6 @@ from TextSegLib.models import catalog
 HAS_VOXTELL = importlib.util.find_spec("voxtell") is not None
 
 
-@pytest.fixture()
-def home(tmp_path, monkeypatch) -> Path:
-    h = tmp_path / "home"
-    monkeypatch.setenv("TEXTSEG_HOME", str(h))
-    monkeypatch.delenv("TEXTSEG_MODEL", raising=False)
-    return h
-
-
 class _R:
     def __init__(self, code, out):
         self.exit_code, self.output = code, out
