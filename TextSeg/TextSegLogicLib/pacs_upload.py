@@ -123,8 +123,3 @@ def prepare(logic: Any, volume_node: Any, segmentation_node: Any,
     require_dicom()
     files = source_files(volume_node, file_for_instance)
     return segmentation_from_node(logic, volume_node, segmentation_node), files
-
-
-def one_line(message: str, secret: str = "") -> str:
-    text = " ".join(message.split())
-    return text.replace(secret, "***") if secret else text

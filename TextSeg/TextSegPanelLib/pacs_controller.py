@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable
 
 from TextSegLib.errors import TextSegError
+from TextSegLib.pacs.job import one_line
 from TextSegLogicLib import pacs_upload
 from TextSegLogicLib.deps import dicom_unavailable
 from TextSegLogicLib.dicom_export import add_to_database
@@ -146,7 +147,7 @@ class PacsController:
                                                       self.file_for_instance)
             proc = PacsProcess.send(segmentation, files, server.url, server.user, server.secret, self.python)
         except TextSegError as exc:
-            self._report(pacs_upload.one_line(str(exc), server.secret))
+            self._report(one_line(str(exc), server.secret))
             return
         except OSError as exc:
             self._report(f"Send to PACS could not be started ({type(exc).__name__}: {exc}).")
@@ -189,7 +190,7 @@ class PacsController:
         if result.get("ok") and server.source == "Slicer":
             message += " (the DICOMweb server of Slicer's DICOM settings)"
         proc.cleanup()
-        self._report(pacs_upload.one_line(message, server.secret))
+        self._report(one_line(message, server.secret))
         self.panel.pacs_test_button.setEnabled(True)
         self.refresh()
 
