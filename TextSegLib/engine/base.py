@@ -53,6 +53,11 @@ class EngineResult:
     the engine has none. ``found[p]`` says whether the structure is there and
     ``reasons[p]`` why (or why not); a not-found prompt has an all-false mask.
     ``prompts[p]`` is the resolved prompt. ``timings`` holds seconds per stage.
+
+    Presence has three states (:meth:`state`): "found", "uncertain" (the mask is kept, but the
+    evidence is in between, so a reviewer should look; ``uncertain`` holds these keys) and
+    "not found". ``presence[p]`` is the presence probability (0..1) where the presence step
+    computed one.
     """
 
     masks: dict[str, np.ndarray]
@@ -62,6 +67,8 @@ class EngineResult:
     found: dict[str, bool] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
     prompts: dict = field(default_factory=dict)
+    uncertain: set = field(default_factory=set)
+    presence: dict[str, float] = field(default_factory=dict)
 
     def is_found(self, key: str) -> bool:
         """``found[key]``, or (engines that do not say) whether the mask has any voxel."""
@@ -69,10 +76,23 @@ class EngineResult:
             return bool(self.found[key])
         return bool(self.masks[key].any())
 
+    def state(self, key: str) -> str:
+        """``"found"``, ``"uncertain"`` or ``"not found"``."""
+        if not self.is_found(key):
+            return "not found"
+        return "uncertain" if key in self.uncertain else "found"
+
     def mark_not_found(self, key: str, reason: str) -> None:
         """Record ``key`` as not found: empty mask, the reason kept."""
         self.masks[key] = np.zeros_like(self.masks[key], dtype=bool)
         self.found[key] = False
+        self.uncertain.discard(key)
+        self.reasons[key] = reason
+
+    def mark_uncertain(self, key: str, reason: str) -> None:
+        """Record ``key`` as found but uncertain: the mask is kept, the reason says why."""
+        self.found[key] = True
+        self.uncertain.add(key)
         self.reasons[key] = reason
 
 
