@@ -180,6 +180,9 @@ def run_sliding_window(
                 p = torch.sigmoid(logits[0, :, : ext[0], : ext[1], : ext[2]].float())
                 p = (p.cpu() * w).numpy()
                 prediction[(slice(q0, q0 + p.shape[0]),) + sl] += p
+                del logits, p
+            del feats  # the tile's features (GBs at full size) go before the next tile's backbone runs
+        del x, tile
         accumulation[sl] += w.float().numpy()
         run += 1
         if progress:
@@ -191,5 +194,6 @@ def run_sliding_window(
         outside = np.ones(shape, dtype=bool)
         outside[tuple(slice(int(a), int(b)) for a, b in zip(box[0], box[1]))] = False
         prediction[:, outside] = 0.0
-    return prediction, {"tiles_total": total, "tiles_run": run, "tiles_skipped": skipped}
+    return prediction, {"tiles_total": total, "tiles_run": run, "tiles_skipped": skipped,
+                        "tiles": {"run": run, "total": total}}
 
