@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
               f"({ratio_line(s_ours, s_theirs, key)})")
     print(f"parity (model grid, last run of each side): max prob diff {par['max_prob_diff']:.2e}, "
           f"mask voxels differ {par['mask_voxels_differ']} = {par['mask_differ_pct']:.4f} % of the masks' union "
-          f"(masks: TextSeg {par['mask_voxels_ours']}, authors {par['mask_voxels_theirs']} voxels)")
+          f"(masks: TextSeg {par['mask_voxels_ours']}, authors {par['mask_voxels_theirs']} of {par['grid_voxels']} voxels; "
+          f"{par['near_threshold_voxels']} voxels within 0.01 of the threshold)")
     print("  s/tile: authors = their model forward per tile; TextSeg = its whole sliding window "
           "(forward + blending) per tile run")
     print(f"machine load average at the end: {machine()['load']}")

@@ -28,6 +28,9 @@ def test_parity_counts_disagreeing_mask_voxels_and_max_difference():
     assert p["mask_differ_pct"] == pytest.approx(100 * 2 / 17)  # union: 16 + the gained voxel
     assert p["max_prob_diff"] == pytest.approx(0.6)
     assert p["max_prob_diff_per_prompt"] == pytest.approx([0.5, 0.6])
+    assert p["near_threshold_voxels"] == 0 and p["grid_voxels"] == 64
+    theirs[1, 0, 0, 0] = 0.505
+    assert parity(ours, theirs)["near_threshold_voxels"] == 1
     same = parity(theirs, theirs)
     assert same["max_prob_diff"] == 0 and same["mask_differ_pct"] == 0
     assert parity(np.zeros((1, 2, 2, 2)), np.zeros((1, 2, 2, 2)))["mask_differ_pct"] == 0  # empty masks

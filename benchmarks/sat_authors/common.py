@@ -37,11 +37,12 @@ def query_embeddings(terms: Sequence[str], modality: str = "ct", dim: int = QUER
     return np.stack(rows).astype(np.float32)
 
 
-def parity(ours: np.ndarray, theirs: np.ndarray, threshold: float = 0.5) -> dict:
+def parity(ours: np.ndarray, theirs: np.ndarray, threshold: float = 0.5, near: float = 0.01) -> dict:
     """Max probability difference and mask disagreement of two ``(N, X, Y, Z)`` probability maps.
 
     Masks are ``prob > threshold`` (the authors' rule). ``mask_differ_pct`` is the share of the
-    union of both masks' voxels where they disagree (0 when both are empty)."""
+    union of both masks' voxels where they disagree (0 when both are empty);
+    ``near_threshold_voxels`` counts the authors' voxels within ``near`` of the threshold."""
     a = np.asarray(ours, dtype=np.float32)
     b = np.asarray(theirs, dtype=np.float32)
     if a.shape != b.shape:
@@ -53,7 +54,10 @@ def parity(ours: np.ndarray, theirs: np.ndarray, threshold: float = 0.5) -> dict
     return {"max_prob_diff": max(per, default=0.0), "max_prob_diff_per_prompt": per,
             "mask_voxels_ours": int(ma.sum()), "mask_voxels_theirs": int(mb.sum()),
             "mask_voxels_differ": differ,
+            # how many voxels a small difference could flip: the mask test is only as strong as this
+            "near_threshold_voxels": int(np.count_nonzero(np.abs(b - threshold) < near)),
             "mask_differ_pct": 100.0 * differ / union if union else 0.0,
+            "grid_voxels": int(a.size),
             "mask_differ_pct_of_grid": 100.0 * differ / a.size if a.size else 0.0}
 
 
