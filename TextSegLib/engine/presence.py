@@ -315,6 +315,13 @@ def apply_presence(result: EngineResult, volume: Volume, rules: PresenceRules | 
             result.mark_not_found(key, reason)
         report[key] = {"found": found, "reason": reason, "dropped": notes}
     result.info["presence"] = report
+    # -- lesions (issue 21): inside the host organ found in the same pass (engine/lesions.py) --
+    from .lesions import apply_lesion_rules, host_facts
+
+    apply_lesion_rules(result, volume, by_name,
+                       lambda m, p, name: decide(m, p, host_facts(name), volume, coverage, rules)[:2],
+                       {k: neighbour_name(f) for k, f in facts_of.items()}, rules.default_min_ml)
+    # -- end of the lesion hook --
     if coverage is not None:
         result.info["coverage"] = coverage.summary()
     result.timings["presence"] = time.perf_counter() - t
