@@ -134,7 +134,8 @@ def main() -> None:
             scan = bnf.Scan(vol.name.replace("#", "_"), vol, {}, {"*"}, True, sid)
             res = _after(bnf.raw_result(engine, scan, prompts, cache, False), vol)
             ml = float(np.prod(vol.spacing)) / 1000.0
-            fps = sorted(((res.masks[p].sum() * ml, p) for p in prompts if res.masks[p].sum() * ml >= 1.0), reverse=True)
+            vols = {p: res.masks[p].sum() * ml for p in prompts}
+            fps = sorted(((v, p) for p, v in vols.items() if v >= 1.0), reverse=True)
             total += len(fps)
             print(f"{sid} ({vol.shape}, {vol.spacing[2]:g} mm slices): coverage {res.info.get('coverage', '-')}\n"
                   f"   false >= 1 mL: {len(fps)} ({', '.join(f'{p} {v:.1f} mL' for v, p in fps)})")
@@ -148,7 +149,8 @@ def main() -> None:
             res = _after(raw, vol)
             ml = float(np.prod(vol.spacing)) / 1000.0
             p = prompts[0]
-            line = f"{name}: {p} raw {raw.masks[p].sum() * ml:.1f} mL -> {res.state(p)} {res.masks[p].sum() * ml:.1f} mL"
+            line = (f"{name}: {p} raw {raw.masks[p].sum() * ml:.1f} mL -> {res.state(p)} "
+                    f"{res.masks[p].sum() * ml:.1f} mL")
             if ref is not None:
                 line += (f"; reference {ref.sum() * ml:.1f} mL, Dice raw {bnf.dice(raw.masks[p], ref):.3f} "
                          f"after {bnf.dice(res.masks[p], ref):.3f}")

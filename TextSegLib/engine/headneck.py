@@ -119,7 +119,8 @@ def head_and_neck(shapes: list[SliceShape | None], outlines: list[np.ndarray | N
             else:
                 attached = False
     # below the head's largest cross-section, a slice of less than BASE_FRACTION of it is the neck
-    top = int(np.flatnonzero(core)[np.argmax([shapes[k].area_cm2 for k in np.flatnonzero(core)])])  # type: ignore[union-attr]
+    cores = np.flatnonzero(core)
+    top = int(cores[np.argmax([shapes[k].area_cm2 for k in cores])])  # type: ignore[union-attr]
     neck = False
     for k in (range(top, -1, -1) if s_sign > 0 else range(top, n)):
         if kinds[k] != "head":

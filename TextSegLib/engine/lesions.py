@@ -118,7 +118,8 @@ def host_facts(name: str):
     return structure_facts(prompt)
 
 
-def _ring(part: np.ndarray, shape: tuple[int, ...], spacing, mm: float) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
+def _ring(part: np.ndarray, shape: tuple[int, ...], spacing,
+          mm: float) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
     """``(box, component in box, shell of width mm around it in box)``."""
     pad = [int(np.ceil(mm / s)) + 1 for s in spacing]
     lo = np.maximum(part.min(0) - pad, 0)
