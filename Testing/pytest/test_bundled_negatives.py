@@ -111,3 +111,25 @@ def test_training_with_negative_heads_runs(tmp_path, monkeypatch):
                                             negative_heads=(str(head),)), log=lines.append)
     assert (out / "model.safetensors").is_file()
     assert any("Negative crops (p = 0.5) from 2 source(s)" in m for m in lines), "\n".join(lines)
+
+
+def test_the_cli_passes_the_negative_crop_options(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from TextSegLib.cli.train import command
+
+    seen = {}
+
+    def fake_train(cfg, log=print):
+        seen["cfg"] = cfg
+        return tmp_path
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    head = tmp_path / "head.nii.gz"
+    head.write_bytes(b"x")
+    res = CliRunner().invoke(command, ["--out", str(tmp_path / "m"), "--no-evaluate", "--negative-p", "0.2",
+                                       "--negative-head", str(head)])
+    assert res.exit_code == 0, res.output
+    assert seen["cfg"].negative_p == 0.2 and seen["cfg"].negative_heads == (str(head),)
+    opts = {p.name: p.default for p in command.params}
+    assert opts["negative_p"] == trainer.TrainConfig(out="x").negative_p == 0.0
