@@ -34,13 +34,19 @@ import click
               help="Training-data cache (default $TEXTSEG_TRAIN_CACHE or ~/.cache/textseg/train-data).")
 @click.option("--evaluate/--no-evaluate", default=True, show_default=True,
               help="Report Dice on the held-out patient at the end.")
+@click.option("--negative-p", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of crops that are negative ones (structures asked where they cannot be; 0 = none).")
+@click.option("--negative-head", "negative_heads", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A head scan for negative crops (repeatable; it becomes a training scan).")
 def command(out: str, steps: int, stop_at: int, max_minutes: float, seed: int, threads: int, batch: int,
-            device: str, workers: int, cache: str | None, evaluate: bool) -> None:
+            device: str, workers: int, cache: str | None, evaluate: bool, negative_p: float,
+            negative_heads: tuple[str, ...]) -> None:
     """Train textseg-mini on the public labelled scans (see its model card)."""
     from ..models.bundled.trainer import TrainConfig, train
 
     folder = train(TrainConfig(out=out, steps=steps, stop_at=stop_at, max_minutes=max_minutes, seed=seed, threads=threads,
-                               batch=batch, device=device, workers=workers, cache=cache), log=lambda m: click.echo(m, err=True))
+                               batch=batch, device=device, workers=workers, cache=cache, negative_p=negative_p,
+                               negative_heads=tuple(negative_heads)), log=lambda m: click.echo(m, err=True))
     if evaluate:
         from ..models.bundled.evaluate import holdout_report
 

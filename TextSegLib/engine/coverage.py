@@ -3,9 +3,12 @@
 :func:`scan_coverage` looks at every axial slice (the array axis closest to the patient's
 superior direction) of a coarse copy of the scan and labels it:
 
-* ``"head"``: one body outline, fully inside the field of view, of head size (15-350 cm²)
-  and longer front-to-back than side-to-side (a trunk, a neck with shoulders or a pelvis is
-  wider than deep); on CT it must also hold bone (> 300 HU, the skull);
+* ``"head"`` and ``"neck"`` (:mod:`.headneck`, MR and CT, any slice thickness): a core of
+  slices with one head-sized (15-350 cm²) outline, longer front-to-back than side-to-side (a
+  trunk, a neck with shoulders or a pelvis is wider than deep), on CT holding bone (> 300 HU,
+  the skull), measured even where a tight field of view cuts the nose or the back of the head;
+  from it, the slices above and below whose body lies inside the head's footprint (vertex,
+  skull base, face, and below them the neck, down to the shoulders);
 * ``"lungs"``: CT only, air (< -500 HU) inside the body that belongs to a large air body
   (≥ 300 mL) and fills ≥ 15 % of the slice's body outline: a slice through the lungs;
 * ``""``: nothing can be said (cropped outline, several bodies, anything else).
@@ -31,13 +34,13 @@ import numpy as np
 from scipy import ndimage
 
 from ..volume import Volume
+from .headneck import CT_BONE_HU, SliceShape, edge_fraction, head_and_neck, is_head_core
 from .resample import ras_axes
 
 #: Slice kinds and what they show, for reasons given to the user.
-KIND_TEXT = {"head": "a head-sized, head-shaped cross-section", "lungs": "the lungs"}
+KIND_TEXT = {"head": "a head-sized, head-shaped cross-section", "neck": "the skull base or neck below a head",
+             "lungs": "the lungs"}
 
-HEAD_AREA_CM2 = (15.0, 350.0)
-HEAD_MAX_LR_OVER_AP = 1.0
 LUNG_MIN_ML = 300.0
 LUNG_MIN_FRACTION = 0.15
 BRIDGE_MM = 20.0  # an arm lying against the trunk joins it through a bridge thinner than 2 × this
@@ -45,7 +48,6 @@ LATERAL_BONE_CM2 = 6.0
 LATERAL_BONE_OFFSET = 0.25
 CT_BODY_HU = -300.0
 CT_AIR_HU = -500.0
-CT_BONE_HU = 300.0
 COARSE_MM = 3.0
 
 
@@ -56,7 +58,7 @@ class Coverage:
     s_axis: int
     lr_axis: int
     ap_axis: int
-    kinds: np.ndarray  # str per slice: "", "head", "lungs"
+    kinds: np.ndarray  # str per slice: "", "head", "neck", "lungs"
     midline_x: np.ndarray  # RAS x of the main outline's centre per slice (nan: unknown)
     body: np.ndarray  # bool, coarse grid: the main outline per slice (filled), or all-true where cropped
     step: tuple[int, int, int]
@@ -151,11 +153,11 @@ def scan_coverage(volume: Volume, modality: str | None = None) -> Coverage:
     n = a.shape[s_axis]
     axes2 = [ax for ax in range(3) if ax != s_axis]  # in-plane axes of a slice, in order
     lr2, ap2 = axes2.index(lr), axes2.index(ap)
-    kinds = np.full(n, "", dtype=object)
     midline = np.full(n, np.nan)
     main = np.zeros_like(body)  # main outline per slice; all true where the outline is cropped
     filled = np.zeros_like(body)  # every outline of the slice, holes filled
-    shapes: list[tuple | None] = []
+    shapes: list[SliceShape | None] = []
+    outlines: list[np.ndarray | None] = []
     lateral = np.zeros(n, bool)
     bridge_vox = max(1, int(round(BRIDGE_MM / float(min(csp[lr], csp[ap])))))
     for k in range(n):
@@ -164,6 +166,7 @@ def scan_coverage(volume: Volume, modality: str | None = None) -> Coverage:
         lab, nlab = ndimage.label(filled[sl])
         if nlab == 0:
             shapes.append(None)
+            outlines.append(None)
             continue
         sizes = np.bincount(lab.ravel())[1:]
         big = int(np.argmax(sizes)) + 1
@@ -174,39 +177,43 @@ def scan_coverage(volume: Volume, modality: str | None = None) -> Coverage:
             xs = np.nonzero(outline.any(axis=1 - lr2))[0]
             lateral[k] = _lateral_bone(a[sl], outline, (xs[0] + xs[-1]) / 2.0, (xs[-1] - xs[0] + 1) / 2.0,
                                        lr2, pix_cm2)
-        if cropped:
-            main[sl] = True
-            shapes.append(None)
-            continue
-        trunk = _without_limbs(comp, bridge_vox)
-        main[sl] = trunk
-        centre = np.zeros(3)
-        centre[axes2] = np.argwhere(trunk).mean(0) * np.asarray(step)[axes2]
         idx = np.argwhere(comp)
-        centre[s_axis] = k * step[s_axis]
-        midline[k] = float((volume.ijk_to_ras @ np.r_[centre, 1.0])[0])
         ext = idx.max(0) - idx.min(0) + 1
-        shapes.append((sizes[big - 1] * pix_cm2, ext[lr2] * csp[lr], ext[ap2] * csp[ap],
-                       sizes[big - 1] >= 0.9 * sizes.sum()))
+        if cropped:  # only the head test measures it (a tight head field of view); no trunk, no midline
+            main[sl] = True
+            trunk = comp
+        else:
+            trunk = _without_limbs(comp, bridge_vox)
+            main[sl] = trunk
+            centre = np.zeros(3)
+            centre[axes2] = np.argwhere(trunk).mean(0) * np.asarray(step)[axes2]
+            centre[s_axis] = k * step[s_axis]
+            midline[k] = float((volume.ijk_to_ras @ np.r_[centre, 1.0])[0])
+        bone = float((a[sl][trunk] > CT_BONE_HU).mean()) if modality == "ct" else None
+        shapes.append(SliceShape(sizes[big - 1] * pix_cm2, ext[lr2] * csp[lr], ext[ap2] * csp[ap],
+                                 bool(sizes[big - 1] >= 0.9 * sizes.sum()),
+                                 edge_fraction(comp) if cropped else 0.0, bone))
+        outlines.append(comp)
     lungs = None
     if modality == "ct":
         air = ndimage.binary_opening((a < CT_AIR_HU) & filled, iterations=1)
         lab3, n3 = ndimage.label(air)
         vols = np.bincount(lab3.ravel())[1:] * voxel_ml if n3 else np.zeros(0)
         lungs = np.isin(lab3, np.flatnonzero(vols >= LUNG_MIN_ML) + 1)
-    for k, shape in enumerate(shapes):
+    at_lungs = np.zeros(n, bool)
+    for k in range(n):
         sl = _slice(s_axis, k)
-        if shape is not None:
-            area, lr_mm, ap_mm, single = shape
-            if single and HEAD_AREA_CM2[0] <= area <= HEAD_AREA_CM2[1] and lr_mm <= HEAD_MAX_LR_OVER_AP * ap_mm \
-                    and (modality != "ct" or (a[sl][main[sl]] > CT_BONE_HU).mean() >= 0.03):
-                kinds[k] = "head"
-                continue
-        if lungs is not None and filled[sl].any() and lungs[sl].sum() >= LUNG_MIN_FRACTION * filled[sl].sum():
-            kinds[k] = "lungs"
+        core = is_head_core(shapes[k])
+        if not core and lungs is not None and filled[sl].any() \
+                and lungs[sl].sum() >= LUNG_MIN_FRACTION * filled[sl].sum():
+            at_lungs[k] = True
+    s_sign = 1 if volume.ijk_to_ras[2, s_axis] >= 0 else -1
+    kinds = head_and_neck(shapes, outlines, [filled[_slice(s_axis, k)] for k in range(n)], at_lungs,
+                          float(csp[s_axis]), float(np.sqrt(csp[lr] * csp[ap])), s_sign)
+    kinds[at_lungs] = "lungs"
     return Coverage(s_axis=s_axis, lr_axis=lr, ap_axis=ap, kinds=kinds, midline_x=midline,
                     body=main, step=step, lateral_bone=lateral if modality == "ct" else None,
-                    slice_mm=float(csp[s_axis]), s_sign=1 if volume.ijk_to_ras[2, s_axis] >= 0 else -1)
+                    slice_mm=float(csp[s_axis]), s_sign=s_sign)
 
 
 def _without_limbs(outline: np.ndarray, r: int) -> np.ndarray:

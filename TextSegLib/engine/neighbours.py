@@ -70,6 +70,9 @@ def neighbour_names(facts) -> tuple[str, ...]:
         out += UPPER_ABDOMEN_ANCHORS
     if facts.key in RIB_LEVEL:
         out.append(RIB_LEVEL[facts.key])
+    from .lesions import lesion_neighbours  # a lesion's host and look-alikes (engine/lesions.py)
+
+    out += lesion_neighbours(facts)
     return tuple(dict.fromkeys(out))
 
 

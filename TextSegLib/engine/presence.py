@@ -40,6 +40,7 @@ from scipy import ndimage
 from ..volume import Volume
 from .base import EngineResult
 from .coverage import KIND_TEXT, Coverage, scan_coverage
+from .headneck import head_neck_reason
 from .neighbours import Neighbours, neighbour_name
 
 #: Smallest plausible volume (mL) of a whole structure as a model outlines it, keyed by the
@@ -257,6 +258,11 @@ def _implausible(part: np.ndarray, facts: StructureFacts, volume: Volume, covera
         if frac.get("head", 0.0) >= rules.region_fraction:
             what = "trunk muscle" if facts.key in TRUNK_MUSCLES else f"{facts.region} structure"
             return f"in slices that show {KIND_TEXT['head']}, where no {what} is"
+    # -- head and neck on MR and CT (issue 21): the neck below a head (engine/headneck.py) --
+    why = head_neck_reason(facts.region, facts.key, frac, rules.region_fraction)
+    if why:
+        return why
+    # -- end of the head-and-neck hook --
     if facts.region in NOT_ABOVE_LUNGS:
         above = coverage.above_lungs(part)
         if above is not None and above >= rules.region_fraction:
@@ -309,6 +315,13 @@ def apply_presence(result: EngineResult, volume: Volume, rules: PresenceRules | 
             result.mark_not_found(key, reason)
         report[key] = {"found": found, "reason": reason, "dropped": notes}
     result.info["presence"] = report
+    # -- lesions (issue 21): inside the host organ found in the same pass (engine/lesions.py) --
+    from .lesions import apply_lesion_rules, host_facts
+
+    apply_lesion_rules(result, volume, by_name,
+                       lambda m, p, name: decide(m, p, host_facts(name), volume, coverage, rules)[:2],
+                       {k: neighbour_name(f) for k, f in facts_of.items()}, rules.default_min_ml)
+    # -- end of the lesion hook --
     if coverage is not None:
         result.info["coverage"] = coverage.summary()
     result.timings["presence"] = time.perf_counter() - t

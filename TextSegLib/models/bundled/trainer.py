@@ -22,6 +22,7 @@ from ...errors import CheckpointError, OutputPathError
 from . import cases as cases_mod
 from .augment import make_sample
 from .labels import prompt_forms, sample_prompt
+from .negatives import negative_sample
 from .model import SAT_OVERRIDES, MiniConfig, MiniModel, save_weights
 from .text import MODALITY_INDEX, MiniLMEncoder, normalize_prompt
 
@@ -68,6 +69,10 @@ class TrainConfig:
     checkpoint_every: int = 50
     cache: str | None = None
     sat: dict = field(default_factory=lambda: dict(SAT_OVERRIDES))
+    #: negative crops (:mod:`.negatives`): the probability that a crop of a batch is one, 0 = the
+    #: recipe without them; its sources are the lungs' slab of the chest cases and these head scans
+    negative_p: float = 0.0
+    negative_heads: tuple[str, ...] = ()
 
     @property
     def patch(self) -> tuple[int, int, int]:
@@ -144,6 +149,25 @@ def _training_set(cache: Path | None) -> tuple[list[cases_mod.Case], dict[str, l
     return train_cases, vocab, concepts, terms
 
 
+def _negative_sources(cfg: TrainConfig, train_cases: list[cases_mod.Case], vocab: dict[str, list[str]],
+                      log: Callable[[str], None]) -> list:
+    """The negative-crop sources of ``cfg`` (none when ``cfg.negative_p`` is 0)."""
+    if cfg.negative_p <= 0:
+        return []
+    from ...io import read_volume
+    from .negatives import chest_sources, head_sources
+
+    heads = []
+    for path in cfg.negative_heads:
+        vol = read_volume(path)
+        vol.modality = vol.modality or "mri"
+        heads.append(vol)
+    out = chest_sources(train_cases, vocab) + head_sources(heads, vocab)
+    log(f"Negative crops (p = {cfg.negative_p:g}) from {len(out)} source(s): "
+        + ", ".join(f"{s.case.name} ({len(s.concepts)} absent)" for s in out))
+    return out
+
+
 _EMB_MEMO: dict[tuple[str, ...], np.ndarray] = {}
 
 
@@ -180,10 +204,16 @@ def _step_inputs(step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     cfg, train_cases, cum, concepts, emb_of = (_CTX[k] for k in ("cfg", "cases", "cum", "concepts", "emb_of"))
     rng = random.Random(cfg.seed * 1_000_003 + step)
     xs, ts, vs, qs, mods = [], [], [], [], []
+    negatives = _CTX.get("negatives")
     for _ in range(cfg.batch):
-        case = train_cases[int(np.searchsorted(cum, rng.random()))]
-        centre, chosen = _choose(case, concepts, rng, cfg.queries_per_step)
-        x, t, v = make_sample(case, chosen, cfg.patch, rng, centre)
+        if negatives and cfg.negative_p > 0 and rng.random() < cfg.negative_p:  # no draw without them
+            src = negatives[rng.randrange(len(negatives))]
+            x, t, v, chosen = negative_sample(src, cfg.queries_per_step, cfg.patch, rng)
+            case = src.case
+        else:
+            case = train_cases[int(np.searchsorted(cum, rng.random()))]
+            centre, chosen = _choose(case, concepts, rng, cfg.queries_per_step)
+            x, t, v = make_sample(case, chosen, cfg.patch, rng, centre)
         xs.append(x); ts.append(t); vs.append(v)
         qs.append(np.stack([emb_of[normalize_prompt(sample_prompt(c, rng))] for c in chosen]))
         mods.append(MODALITY_INDEX[case.modality])
@@ -256,7 +286,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     emb_of = {t: emb[i] for i, t in enumerate(terms)}
     weights = np.array([CASE_WEIGHTS.get(c.name, 1.0) for c in train_cases])
     weights /= weights.sum()
-    _CTX.update(cfg=cfg, cases=train_cases, cum=np.cumsum(weights), concepts=concepts, emb_of=emb_of)
+    _CTX.update(cfg=cfg, cases=train_cases, cum=np.cumsum(weights), concepts=concepts, emb_of=emb_of,
+                negatives=_negative_sources(cfg, train_cases, vocab, log))
     pool = None
     if cfg.workers > 0:  # fork the sample workers before any GPU context exists
         import multiprocessing as mp
