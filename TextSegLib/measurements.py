@@ -34,10 +34,20 @@ class Measurement:
     bbox_ras: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
     mean_probability: float | None = None
     reason: str = ""
+    state: str = ""  # "found", "uncertain" or "not found" ("": from ``found``)
+    presence_probability: float | None = None
+
+    @property
+    def presence_state(self) -> str:
+        """The three-state verdict: ``state``, else "found" / "not found" from ``found``."""
+        return self.state or ("found" if self.found else "not found")
 
     def row(self) -> dict:
-        """A flat dict (one table row): ``p5``, ``centroid_r``, ``bbox_r_min``, ..."""
+        """A flat dict (one table row): ``p5``, ``centroid_r``, ``bbox_r_min``, ..., then ``state`` and
+        ``presence_probability`` (the columns of older tables come first, unchanged)."""
         d = asdict(self)
+        state, presence = self.presence_state, d.pop("presence_probability")
+        d.pop("state")
         pct = d.pop("percentiles") or {}
         cen = d.pop("centroid_ras")
         box = d.pop("bbox_ras")
@@ -48,6 +58,7 @@ class Measurement:
         for i, axis in enumerate("ras"):
             d[f"bbox_{axis}_min"] = None if box is None else box[0][i]
             d[f"bbox_{axis}_max"] = None if box is None else box[1][i]
+        d["state"], d["presence_probability"] = state, presence
         return d
 
 
@@ -63,10 +74,13 @@ def _f(x) -> float | None:
 
 def measure(mask: np.ndarray, image=None, *, name: str = "", ijk_to_ras: np.ndarray | None = None,
             probability: np.ndarray | None = None, found: bool | None = None, reason: str = "",
-            percentiles: Sequence[int] = PERCENTILES) -> Measurement:
+            percentiles: Sequence[int] = PERCENTILES, state: str = "",
+            presence: float | None = None) -> Measurement:
     """Measure one boolean mask. ``image``: the scan (a :class:`~TextSegLib.volume.Volume` on the
     mask's grid) for intensities and geometry; else give ``ijk_to_ras``. ``found`` defaults to
-    "the mask has a voxel"."""
+    "the mask has a voxel"; ``state`` / ``presence`` are the engine's three-state verdict and
+    presence probability (:meth:`EngineResult.state`, ``EngineResult.presence``)."""
+    presence = None if presence is None else _f(presence)
     mask = np.asarray(mask, bool)
     if image is not None:
         if tuple(image.shape) != mask.shape:
@@ -80,7 +94,8 @@ def measure(mask: np.ndarray, image=None, *, name: str = "", ijk_to_ras: np.ndar
     n = int(idx[0].size)
     is_found = bool(n) if found is None else bool(found)
     if n == 0:
-        return Measurement(name, False, 0, 0.0, reason=reason)
+        return Measurement(name, False, 0, 0.0, reason=reason, state="not found" if state else "",
+                           presence_probability=presence)
     vol = n * voxel_volume_ml(a)
     ijk = np.stack(idx, 1).astype(float)
     cen = a[:3, :3] @ ijk.mean(0) + a[:3, 3]
@@ -101,7 +116,15 @@ def measure(mask: np.ndarray, image=None, *, name: str = "", ijk_to_ras: np.ndar
             raise GeometryError(f"Segment {name!r}: probability map shape {prob.shape} differs from the mask's.")
         mp = _f(prob[idx].astype(np.float64).mean())
     return Measurement(name, is_found, n, float(vol), centroid_ras=tuple(float(v) for v in cen), bbox_ras=box,
-                       mean_probability=mp, reason=reason, **stats)
+                       mean_probability=mp, reason=reason, state=state, presence_probability=presence, **stats)
+
+
+def measure_result(result, volume, prompts: Sequence) -> list[Measurement]:
+    """One :class:`Measurement` per resolved prompt of an :class:`~TextSegLib.engine.base.EngineResult`
+    on ``volume``: its mask, probability map, verdict, reason, three-state verdict and presence."""
+    return [measure(result.masks[p.text], volume, name=p.name, probability=result.probabilities.get(p.text),
+                    found=result.is_found(p.text), reason=result.reasons.get(p.text, ""),
+                    state=result.state(p.text), presence=result.presence.get(p.text)) for p in prompts]
 
 
 def measure_segmentation(seg, image=None, *, probabilities: Mapping[str, np.ndarray] | None = None,
@@ -116,6 +139,12 @@ def measure_segmentation(seg, image=None, *, probabilities: Mapping[str, np.ndar
         out.append(measure(s.mask, image, name=s.name, ijk_to_ras=seg.ijk_to_ras, probability=prob,
                            found=found.get(s.name), reason=reasons.get(s.name, "")))
     return out
+
+
+def uncertain_mark(probability: float | None) -> str:
+    """The table's mark for an uncertain structure: ``? uncertain (presence 0.55): review``."""
+    p = "" if probability is None else f" (presence {probability:.2f})"
+    return f"? uncertain{p}: review"
 
 
 def format_table(rows: Sequence[Measurement], intensity_unit: str = "") -> list[str]:
@@ -135,5 +164,8 @@ def format_table(rows: Sequence[Measurement], intensity_unit: str = "") -> list[
             lines.append(f"  {r.name:<{w}}  {state:>10}{why}")
             continue
         inten = "" if r.mean is None else f"{r.mean:.1f} ± {r.std:.1f} [{r.min:.0f}, {r.max:.0f}]{unit}"
-        lines.append(f"  {r.name:<{w}}  {r.volume_ml:>7.1f} mL  {r.voxels:>10,}  {inten}")
+        line = f"  {r.name:<{w}}  {r.volume_ml:>7.1f} mL  {r.voxels:>10,}  {inten}"
+        if r.presence_state == "uncertain":
+            line = line.rstrip() + "  " + uncertain_mark(r.presence_probability)
+        lines.append(line)
     return lines

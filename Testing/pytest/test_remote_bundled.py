@@ -44,3 +44,17 @@ def test_remote_bundled_equals_local(engine, crop):
         assert dice(res.masks[p], local.masks[p]) >= 0.99, p
         assert np.abs(res.probabilities[p].astype(np.float32) - local.probabilities[p].astype(np.float32)).max() < 0.01
     assert local.masks["liver"].sum() > 500  # the crop really contains liver
+
+
+def test_remote_bundled_without_modality_says_what_to_pass(engine, crop):
+    """An upload without a modality on a textseg-mini server: one model-neutral line naming the field."""
+    from TextSegLib.errors import TextSegError
+
+    unknown = crop.with_array(crop.array, modality="")
+    with running_server(lambda: engine, api_key=KEY) as url:
+        with pytest.raises(TextSegError) as err:
+            RemoteEngine(url, KEY).segment(unknown, ["liver"])
+    text = str(err.value)
+    assert "SAT" not in text, text
+    assert "modality" in text and "'modality' field" in text and "--modality ct" in text, text
+    assert "\n" not in text.strip()

@@ -42,7 +42,15 @@ class SceneJob(Job):
         self.imported = False
         self.imported_segment_ids: list[str] = []
         self.not_found: dict[str, str] = {}  # segment name -> reason
+        self.uncertain: dict[str, float | None] = {}  # segment name ("Liver ?") -> presence probability
         self.measurements: list = []
+
+    def review_line(self) -> str:
+        """The status line's part for uncertain segments: "2 uncertain: review Liver ? (0.55), Spleen ?." or ""."""
+        if not self.uncertain:
+            return ""
+        names = ", ".join(n + ("" if p is None else f" ({p:.2f})") for n, p in self.uncertain.items())
+        return f"{len(self.uncertain)} uncertain: review {names}."
 
 
 class InlineRunner:

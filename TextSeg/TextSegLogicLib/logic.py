@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 
 from TextSegLib.engine.base import Engine, EngineResult
+from TextSegLib.engine.results import display_name
 from TextSegLib.errors import GeometryError, InputFileError, ModelError, TextSegError
 from TextSegLib.volume import Volume
 
@@ -31,7 +32,7 @@ from . import engines, mrml_io
 from .engine_process import EngineConfig, EngineProcess
 from .history import SegmentationHistory
 from .job import InlineRunner, ProcessRunner, SceneJob
-from .mrml_io import TAG_CREATED_BY, TAG_DIGEST, TAG_NAME, TAG_PROMPT
+from .mrml_io import TAG_CREATED_BY, TAG_DIGEST, TAG_NAME, TAG_PRESENCE, TAG_PROMPT
 from .mrml_io import segment_tag as _tag
 from .prompts import ResolvedPrompt, colors_for, parse_prompts, resolve_for
 
@@ -281,6 +282,8 @@ class TextSegLogic:
         job.imported_segment_ids = ids
         job.not_found = {p.name: job.result.reasons.get(p.text, "") or "not found"
                          for p in job.prompts if not job.result.is_found(p.text)}
+        job.uncertain = {display_name(p.name, "uncertain"): job.result.presence.get(p.text)
+                         for p in job.prompts if job.result.state(p.text) == "uncertain"}
         job.measurements = self.measure(job.volume, job.result, job.prompts)
         job.segmentation_node_id = seg_node.GetID()
         job.notice = self.notice  # e.g. "Wrote into a new segmentation, ...: <why>"
@@ -299,11 +302,9 @@ class TextSegLogic:
     @staticmethod
     def measure(volume: Volume, result: EngineResult, prompts: Sequence[ResolvedPrompt]) -> list:
         """Volume (mL), voxels and image statistics per prompt (``TextSegLib.measurements``)."""
-        from TextSegLib.measurements import measure
+        from TextSegLib.measurements import measure_result
 
-        return [measure(result.masks[p.text], volume, name=p.name, probability=result.probabilities.get(p.text),
-                        found=result.is_found(p.text), reason=result.reasons.get(p.text, ""))
-                for p in prompts]
+        return measure_result(result, volume, prompts)  # with the three-state verdict and presence
 
     # -- MRML output ----------------------------------------------------------------------
     def output_segmentation(self, volume_node: Any, segmentation_node: Any = None) -> Any:
@@ -412,15 +413,17 @@ class TextSegLogic:
         try:
             for p, color in zip(found, colors):
                 reuse = self._find_reusable(segmentation, p, seg_node)
-                sid, digest = mrml_io.put_segment(seg_node, reuse, p.name, result.masks[p.text], volume.ijk_to_ras)
+                name = display_name(p.name, result.state(p.text))  # an uncertain one: "Liver ?"
+                sid, digest = mrml_io.put_segment(seg_node, reuse, name, result.masks[p.text], volume.ijk_to_ras)
                 s = segmentation.GetSegment(sid)
-                s.SetName(p.name)
+                s.SetName(name)
                 s.SetColor(*color)
                 if p.terminology:
                     mrml_io.set_terminology(s, p.terminology)
                 s.SetTag(TAG_CREATED_BY, "TextSeg")
                 s.SetTag(TAG_PROMPT, p.text)
-                s.SetTag(TAG_NAME, p.name)
+                s.SetTag(TAG_NAME, name)
+                s.SetTag(TAG_PRESENCE, result.state(p.text))
                 s.SetTag(TAG_DIGEST, digest)
                 ids.append(sid)
         finally:

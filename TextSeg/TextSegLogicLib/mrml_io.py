@@ -26,6 +26,7 @@ TAG_CREATED_BY = "TextSeg.CreatedBy"
 TAG_PROMPT = "TextSeg.Prompt"
 TAG_DIGEST = "TextSeg.Digest"
 TAG_NAME = "TextSeg.Name"
+TAG_PRESENCE = "TextSeg.PresenceState"  # "found" or "uncertain" (the segment is then named "Liver ?")
 
 
 def segment_tag(segment: Any, name: str) -> str:

@@ -296,6 +296,7 @@ class TextSegController:
         self.panel.show_finished(
             f"{len(job.imported_segment_ids)} segment(s) in {t.get('engine', 0):.1f} s "
             f"(+{t.get('import_', 0):.2f} s import) with {job.engine_name or '?'}." + not_found
+            + (f" {job.review_line()}" if getattr(job, "uncertain", None) else "")  # "1 uncertain: review Liver ? (0.55)."
             + (f" {job.notice}." if getattr(job, "notice", "") else "")  # e.g. written into a new segmentation
         )
         self.panel.show_results(job.measurements)

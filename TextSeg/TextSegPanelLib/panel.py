@@ -321,13 +321,15 @@ class TextSegPanel(QtWidgets.QWidget):
         self._model_chosen = True  # the user picked it: refreshes no longer move the selection
 
     def show_results(self, rows: Sequence[Any]) -> None:
-        """One row per prompt (``TextSegLib.measurements.Measurement``): mL, voxels, mean/std/min/max."""
+        """One row per prompt (``TextSegLib.measurements.Measurement``): mL, voxels, mean/std/min/max;
+        an uncertain one is named with " ?" like its segment."""
         self.results_table.setRowCount(0)
         for m in rows:
             r = qc.count_rows(self.results_table)
             self.results_table.insertRow(r)
             if m.found:
-                cells = [m.name, f"{m.volume_ml:.1f}", str(m.voxels)] + [
+                unsure = getattr(m, "presence_state", "") == "uncertain"  # named like its segment: "Liver ?"
+                cells = [m.name + (" ?" if unsure else ""), f"{m.volume_ml:.1f}", str(m.voxels)] + [
                     "" if v is None else f"{v:.1f}" for v in (m.mean, m.std, m.min, m.max)]
             else:
                 cells = [m.name, "not found", "", m.reason, "", "", ""]

@@ -48,7 +48,7 @@ def command(out_dir: str | None, prompts: tuple[str, ...], model_path: str | Non
     from ..io import check_output_path, write_seg_nrrd
     from ..io.sitk_convert import from_sitk
     from ..knowledge.resolved import engine_resolution_args, resolve_prompts
-    from ..measurements import format_table, measure
+    from ..measurements import format_table, measure_result
     from ..models.bundled.engine import load_bundled_engine
     from ..models.bundled.sample import sample_path
     from .segment import prompt_lines
@@ -76,14 +76,14 @@ def command(out_dir: str | None, prompts: tuple[str, ...], model_path: str | Non
 
     seg = to_segmentation(volume, result, meta={"model": engine.name})
     write_seg_nrrd(seg, paths["seg"], overwrite)
-    rows = [measure(result.masks[p.text], volume, name=p.name, found=result.is_found(p.text),
-                    reason=result.reasons.get(p.text, "")) for p in resolved]
+    rows = measure_result(result, volume, resolved)
     with paths["csv"].open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["structure", "found", "voxels", "volume_ml", "mean_hu", "reason"])
+        w.writerow(["structure", "found", "voxels", "volume_ml", "mean_hu", "reason", "state", "presence_probability"])
         for r in rows:
             w.writerow([r.name, "yes" if r.found else "no", r.voxels, f"{r.volume_ml:.2f}",
-                        "" if r.mean is None else f"{r.mean:.1f}", r.reason])
+                        "" if r.mean is None else f"{r.mean:.1f}", r.reason, r.presence_state,
+                        "" if r.presence_probability is None else f"{r.presence_probability:.4f}"])
     write_overlay_png(volume, {s.name: s.mask for s in seg}, {s.name: s.color for s in seg}, paths["png"],
                       f"{engine.name} on {src.name} (held-out patient)", axial_only=True)
 

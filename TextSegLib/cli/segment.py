@@ -137,7 +137,7 @@ def command(ctx: click.Context, image: str, prompts: tuple[str, ...], output: st
     from ..io import check_output_path, read_volume, write_nifti_labels, write_seg_nrrd
     from ..io.writing import output_set
     from ..knowledge.resolved import engine_resolution_args
-    from ..measurements import format_table, measure
+    from ..measurements import format_table, measure_result
     from ..models.catalog import load_engine
 
     say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
@@ -189,8 +189,7 @@ def command(ctx: click.Context, image: str, prompts: tuple[str, ...], output: st
             progress.close()
 
     seg = to_segmentation(volume, result, meta={"model": engine.name})
-    rows = [measure(result.masks[p.text], volume, name=p.name, probability=result.probabilities.get(p.text),
-                    found=result.is_found(p.text), reason=result.reasons.get(p.text, "")) for p in resolved]
+    rows = measure_result(result, volume, resolved)
     rows += skipped_rows(skipped)
     written = []
     with output_set():  # the files appear together; a re-run completes a set a kill cut short

@@ -10,6 +10,7 @@ import click
 
 from ..errors import ModelError, RemoteError
 from ..remote.auth import ENV_KEY, check_bind, key_from_env
+from .serve_limits import limit_options, server_limits
 
 
 def parse_devices(device: str) -> list[str]:
@@ -88,13 +89,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
 @click.option("--ray-gpus-per-replica", default=0.0, show_default=True, type=click.FloatRange(min=0))
 @click.option("--parent-pid", type=click.IntRange(min=1),
               help="Stop when the process with this PID ends (the Slicer module passes Slicer's own).")
+@limit_options
 def command(host: str, port: int, model_name: str | None, model_path: str | None, device: str, api_key: str | None,
             max_upload_mb: float, max_voxels: int | None, max_queued: int, per_client: int | None,
             result_budget_mb: float, result_ttl_s: float, image_cache_mb: float, ray_replicas: int | None,
-            ray_gpus_per_replica: float, parent_pid: int | None) -> None:
+            ray_gpus_per_replica: float, parent_pid: int | None, **limit_texts: str | None) -> None:
     """Serve a model over HTTP for RemoteEngine / the Slicer module."""
     import uvicorn
 
+    limits = server_limits(**limit_texts)  # a bad value is one line, before anything starts
     key = key_from_env(api_key)
     check_bind(host, key)
     running: dict = {}  # the uvicorn server, once it exists (the parent watch stops it)
@@ -107,7 +110,8 @@ def command(host: str, port: int, model_name: str | None, model_path: str | None
 
         options = {"max_upload_mb": max_upload_mb, "max_queued": max_queued, "per_client": per_client,
                    "result_budget_mb": result_budget_mb, "result_ttl_s": result_ttl_s,
-                   "image_cache_mb": image_cache_mb, "api_key": key, **({"max_voxels": max_voxels} if max_voxels else {})}
+                   "image_cache_mb": image_cache_mb, "api_key": key, **({"max_voxels": max_voxels} if max_voxels else {}),
+                   **limits}
         click.echo(f"TextSeg server (Ray Serve, {ray_replicas} replica(s)) listening on http://{host}:{port}", err=True)
         ray_serve.run(host=host, port=port, blocking=True, replicas=ray_replicas, model=model_name,
                       model_path=model_path, device=device, gpus_per_replica=ray_gpus_per_replica, **options)
@@ -115,7 +119,7 @@ def command(host: str, port: int, model_name: str | None, model_path: str | None
     try:
         app, engine = build_app(host, model_name, model_path, device, api_key, max_upload_mb, max_voxels,
                                 max_queued=max_queued, per_client=per_client, result_budget_mb=result_budget_mb,
-                                result_ttl_s=result_ttl_s, image_cache_mb=image_cache_mb)
+                                result_ttl_s=result_ttl_s, image_cache_mb=image_cache_mb, **limits)
         devices = parse_devices(device)
         where = ", ".join(devices) if len(devices) > 1 else str(getattr(engine, "device", "?"))
         click.echo(f"TextSeg server: model {engine.name} on {where}, listening on http://{host}:{port} "

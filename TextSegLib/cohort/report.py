@@ -1,9 +1,10 @@
 """The QC report: one static ``report.html`` in the run folder (no server, no internet).
 
-One row per case: status, modality, time, each structure's volume (not found and volume
+One row per case: status, modality, time, each structure's volume (not found, uncertain and volume
 outliers marked), the error of a failed case, and the overlay thumbnails (``cases/<case>/qc.png``,
-beside the page). Columns sort on click; the filter shows failed cases, cases with a structure
-not found, or cases with a volume outlier. When every image has loaded (or failed to), the page
+beside the page). Cases with an uncertain structure come first (a reviewer should look at them).
+Columns sort on click; the filter shows failed cases, cases with an uncertain structure, with a
+structure not found, or with a volume outlier. When every image has loaded (or failed to), the page
 sets ``data-images-loaded`` / ``data-images-broken`` on ``<body>`` (for headless checks);
 ``report.html#filter=failed`` opens it filtered.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .outputs import CASES
-from .tables import atomic_write_bytes
+from .tables import atomic_write_bytes, row_state
 from .worker import THUMBNAIL
 
 _CSS = """
@@ -26,7 +27,7 @@ table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:3px 6px;verti
 th{background:#f2f2f2;cursor:pointer;position:sticky;top:0;user-select:none}th.sorted-asc:after{content:" \\25B2"}
 th.sorted-desc:after{content:" \\25BC"}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.failed td.status{background:#fbd5d5}tr.done td.status{background:#d8f3dc}.nf{color:#999;font-style:italic}
-.out{background:#ffe8a3;font-weight:600}.err{color:#a00;max-width:320px;overflow-wrap:anywhere}img.qc{width:300px;display:block}
+.out{background:#ffe8a3;font-weight:600}.unc{background:#e3d7fb}.err{color:#a00;max-width:320px;overflow-wrap:anywhere}img.qc{width:300px;display:block}
 .counts span{display:inline-block;margin-right:12px}
 .legend{font-size:11px;color:#444;max-width:300px}.chip{display:inline-block;width:9px;height:9px;margin:0 3px 0 6px;border-radius:2px}
 """
@@ -86,6 +87,11 @@ def _td(text: str, value, cls: str = "") -> str:
     return f'<td{c} data-v="{_e(value)}">{text}</td>'
 
 
+def has_uncertain(case: dict) -> bool:
+    """Whether a case has a structure in the "uncertain" state."""
+    return any(row_state(r) == "uncertain" for r in case.get("rows", []))
+
+
 def build_report(run_dir: Path, cases: Sequence[dict], structures: Sequence[str], *, title: str = "",
                  settings: dict | None = None) -> Path:
     """Write ``report.html``. ``cases``: one dict per case with ``case_id``, ``state``, ``error``,
@@ -99,12 +105,13 @@ def build_report(run_dir: Path, cases: Sequence[dict], structures: Sequence[str]
     head += [f'<th data-type="num">{_e(s)} (mL)</th>' for s in structures]
     head += ['<th data-type="str">error / notes</th>', '<th data-type="str">overlays</th>']
     body = []
-    for c in cases:
+    for c in sorted(cases, key=lambda c: not has_uncertain(c)):  # stable: otherwise in the given order
         state = c.get("state") or "pending"
         counts[state if state in counts else "pending"] += 1
         by = {r["structure"]: r for r in c.get("rows", [])}
         nf = any(not r.get("found") for r in by.values())
         out = any(r.get("outlier") for r in by.values())
+        unc = has_uncertain(c)
         cells = [_td(_e(c["case_id"]), c["case_id"]), _td(_e(state), state, "status"),
                  _td(_e(c.get("modality", "")), c.get("modality", "")),
                  _td(f"{c['seconds']:.1f}" if c.get("seconds") is not None else "", c.get("seconds", ""), "num")]
@@ -119,7 +126,14 @@ def build_report(run_dir: Path, cases: Sequence[dict], structures: Sequence[str]
                     notes.append(f"{s}: {r['reason']}")
             else:
                 v = float(r["volume_ml"])
-                cells.append(_td(f"{v:.1f}", v, "num out" if r.get("outlier") else "num"))
+                cls = "num out" if r.get("outlier") else "num"
+                if row_state(r) == "uncertain":
+                    p = r.get("presence_probability")
+                    cells.append(_td(f"{v:.1f} ?", v, cls + " unc"))
+                    notes.append(f"{s}: uncertain" + (f" (presence {float(p):.2f})" if p is not None else "")
+                                 + ": review")
+                else:
+                    cells.append(_td(f"{v:.1f}", v, cls))
         err = c.get("error") or ""
         note = _e(err) + ("<br>" if err and notes else "") + "<br>".join(_e(n) for n in notes)
         cells.append(_td(note, err, "err" if err else ""))
@@ -133,8 +147,10 @@ def build_report(run_dir: Path, cases: Sequence[dict], structures: Sequence[str]
             img += ('<div class="legend">' + " ".join(chips) + "</div>") if chips else ""
         cells.append(_td(img, ""))
         flags = (f' data-failed="{int(state == "failed")}" data-notfound="{int(nf)}" data-outlier="{int(out)}"'
+                 f' data-uncertain="{int(unc)}"'
                  f' data-done="{int(state == "done")}" data-case="{_e(c["case_id"])}"')
         body.append(f'<tr class="{_e(state)}"{flags}>' + "".join(cells) + "</tr>")
+    n_unc = sum(1 for c in cases if has_uncertain(c))
     s = settings or {}
     meta = (f"{len(cases)} cases · generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
             + (f" · model {_e(s.get('model'))}" if s.get("model") else "")
@@ -145,9 +161,9 @@ def build_report(run_dir: Path, cases: Sequence[dict], structures: Sequence[str]
 <body>
 <h1>{_e(title or 'TextSeg cohort QC')}</h1>
 <div class="meta">{meta}</div>
-<div class="counts"><span id="n-done">done: {counts['done']}</span><span id="n-failed">failed: {counts['failed']}</span><span id="n-pending">not run yet: {counts['pending']}</span></div>
+<div class="counts"><span id="n-done">done: {counts['done']}</span><span id="n-failed">failed: {counts['failed']}</span><span id="n-pending">not run yet: {counts['pending']}</span><span id="n-uncertain">uncertain: {n_unc} (listed first)</span></div>
 <div class="bar"><label>show <select id="filter">
-<option value="all">all cases</option><option value="failed">failed</option><option value="notfound">a structure not found</option>
+<option value="all">all cases</option><option value="failed">failed</option><option value="uncertain">a structure uncertain (review)</option><option value="notfound">a structure not found</option>
 <option value="outlier">volume outlier (&gt; 3 MAD)</option><option value="done">done</option></select></label>
 <label>case <input id="search" type="search" placeholder="filter by case id"></label>
 <span><span id="shown">{len(cases)}</span> shown</span>

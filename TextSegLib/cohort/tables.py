@@ -4,6 +4,10 @@ and ``summary.csv`` (one row per structure), from the ``measurements.json`` of e
 Volume outliers: a found structure whose volume lies more than 3 scaled MADs
 (1.4826 x median absolute deviation, i.e. about 3 standard deviations for normal data) from
 that structure's median over the cohort (needs at least 5 cases with it found).
+
+``state`` is the three-state verdict ("found", "uncertain": kept, a reviewer should look, "not
+found") and ``presence_probability`` the presence step's probability; ``summary.csv`` counts the
+uncertain ones (they count as found too).
 """
 from __future__ import annotations
 
@@ -23,11 +27,16 @@ from .worker import MEASUREMENTS_JSON
 COLUMNS = (["case_id", "structure", "prompt", "concept_id", "modality", "found", "reason", "voxels", "volume_ml",
             "mean", "std", "min", "max"] + [f"p{p}" for p in PERCENTILES]
            + [f"centroid_{a}" for a in "ras"] + [f"bbox_{a}_{e}" for a in "ras" for e in ("min", "max")]
-           + ["mean_probability", "outlier"])
+           + ["mean_probability", "outlier", "state", "presence_probability"])
 SUMMARY_COLUMNS = ["structure", "cases", "found", "not_found", "volume_ml_mean", "volume_ml_std", "volume_ml_median",
-                   "volume_ml_min", "volume_ml_max", "volume_ml_mad", "outliers", "mean_intensity_median"]
+                   "volume_ml_min", "volume_ml_max", "volume_ml_mad", "outliers", "mean_intensity_median", "uncertain"]
 MIN_CASES_FOR_OUTLIERS = 5
 MAD_LIMIT = 3.0
+
+
+def row_state(row: dict) -> str:
+    """A row's three-state verdict; a row of a run from before the uncertain state: from ``found``."""
+    return row.get("state") or ("found" if row.get("found") else "not found")
 
 
 def case_rows(run_dir: Path, case_id: str) -> tuple[list[dict], dict]:
@@ -74,7 +83,8 @@ def summarize(rows: Sequence[dict]) -> list[dict]:
                     "volume_ml_max": float(v.max()) if v.size else None,
                     "volume_ml_mad": float(np.median(np.abs(v - med))) if v.size else None,
                     "outliers": sum(1 for r in found if r.get("outlier")),
-                    "mean_intensity_median": float(np.median(means)) if means else None})
+                    "mean_intensity_median": float(np.median(means)) if means else None,
+                    "uncertain": sum(1 for r in found if row_state(r) == "uncertain")})
     return out
 
 
@@ -98,7 +108,7 @@ def write_csv(path: Path, rows: Iterable[dict], columns: Sequence[str]) -> Path:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(columns)
     for r in rows:
-        w.writerow([_cell(r.get(c)) for c in columns])
+        w.writerow([_cell(row_state(r) if c == "state" else r.get(c)) for c in columns])
     return atomic_write_bytes(Path(path), buf.getvalue().encode())
 
 
@@ -109,14 +119,14 @@ def write_parquet(path: Path, rows: Sequence[dict]) -> Path | None:
         import pyarrow.parquet as pq
     except ImportError:
         return None
-    text = {"case_id", "structure", "prompt", "concept_id", "modality", "reason"}
+    text = {"case_id", "structure", "prompt", "concept_id", "modality", "reason", "state"}
     fields = []
     for c in COLUMNS:
         t = pa.string() if c in text else pa.bool_() if c in ("found", "outlier") else \
             pa.int64() if c == "voxels" else pa.float64()
         fields.append(pa.field(c, t))
     schema = pa.schema(fields)
-    table = pa.table({c: [r.get(c) for r in rows] for c in COLUMNS}, schema=schema)
+    table = pa.table({c: [row_state(r) if c == "state" else r.get(c) for r in rows] for c in COLUMNS}, schema=schema)
     buf = pa.BufferOutputStream()
     pq.write_table(table, buf)
     return atomic_write_bytes(Path(path), buf.getvalue().to_pybytes())

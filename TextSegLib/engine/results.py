@@ -47,12 +47,23 @@ def segment_colors(names: Sequence[str], colors: Sequence[tuple[float, float, fl
     return out
 
 
+#: appended to the name of a segment whose presence is uncertain ("Liver ?")
+UNCERTAIN_MARK = " ?"
+
+
+def display_name(name: str, state: str) -> str:
+    """The segment name for a presence ``state``: an uncertain one gets :data:`UNCERTAIN_MARK`."""
+    return name + UNCERTAIN_MARK if state == "uncertain" and not name.endswith(UNCERTAIN_MARK) else name
+
+
 def to_segmentation(volume, result: EngineResult, *, include_not_found: bool = False,
                     meta: dict | None = None) -> Segmentation:
     """One segment per prompt, in prompt order: named by the preferred term, coded, coloured.
 
     Prompts not found get no segment unless ``include_not_found`` (then an empty segment whose
-    ``meta['found']`` is False). ``meta`` is copied into every segment (model, version, ...)."""
+    ``meta['found']`` is False). An uncertain one is named with " ?" ("Liver ?"); every segment's meta
+    has ``presence_state`` and ``presence_probability`` (None where not computed). ``meta`` is copied
+    into every segment (model, version, ...)."""
     from ..knowledge.resolved import ResolvedPrompt
 
     keys = list(result.masks)
@@ -63,8 +74,10 @@ def to_segmentation(volume, result: EngineResult, *, include_not_found: bool = F
         found = result.is_found(k)
         if not found and not include_not_found:
             continue
+        state = result.state(k)
         info = {**(meta or {}), "prompt": p.text, "term": p.term, "free_text": p.free_text, "found": found,
-                "reason": result.reasons.get(k, "")}
-        seg.add(Segment(p.name, result.masks[k], terminology=p.terminology, color=color, concept_id=p.concept_id,
+                "reason": result.reasons.get(k, ""), "presence_state": state,
+                "presence_probability": result.presence.get(k)}
+        seg.add(Segment(display_name(p.name, state), result.masks[k], terminology=p.terminology, color=color, concept_id=p.concept_id,
                         probability=result.probabilities.get(k), meta=info), on_conflict="rename")
     return seg

@@ -138,8 +138,10 @@ class SATEngine:
         m = normalize_modality(modality) or volume.modality or normalize_modality(self.config.default_modality)
         if not m:
             raise TerminologyError(
-                f"{volume.name or 'volume'}: the imaging modality is unknown; SAT prompts depend on it.",
-                "Pass the modality (ct, mri or pet), e.g. --modality ct.",
+                f"{volume.name or 'volume'}: the imaging modality is unknown, and the model {self.name} reads "
+                "prompts per modality.",
+                "Pass the modality (ct, mri or pet): --modality ct on the command line, or the 'modality' "
+                "field of a server job or upload.",
             )
         return m
 

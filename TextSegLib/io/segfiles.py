@@ -141,6 +141,13 @@ def write_nifti_labels(segmentation: Segmentation, path: str | os.PathLike, over
         return _write_labels(segmentation, layers, where, layer_paths, csv_path, overwrite)
 
 
+def _presence_cells(seg) -> tuple[str, str]:
+    """The labels CSV's ``state`` and ``presence_probability`` cells (from the engine via segment meta)."""
+    state = seg.meta.get("presence_state") or ("found" if seg.meta.get("found", True) else "not found")
+    p = seg.meta.get("presence_probability")
+    return state, "" if p is None else f"{float(p):.4f}"
+
+
 def _write_labels(segmentation: Segmentation, layers: list[np.ndarray], where: list[tuple[int, int]],
                   layer_paths: list[Path], csv_path: Path, overwrite: bool) -> list[Path]:
     written = []
@@ -149,7 +156,8 @@ def _write_labels(segmentation: Segmentation, layers: list[np.ndarray], where: l
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["file", "label", "name", "concept_id", "category", "type", "type_modifier",
-                "anatomic_region", "anatomic_region_modifier", "color_r", "color_g", "color_b", "voxels"])
+                "anatomic_region", "anatomic_region_modifier", "color_r", "color_g", "color_b", "voxels",
+                "state", "presence_probability"])
     for seg, (li, lv) in zip(segmentation, where):
         t = seg.terminology_entry()
         color = seg.color or (0.5, 0.5, 0.5)
@@ -157,7 +165,7 @@ def _write_labels(segmentation: Segmentation, layers: list[np.ndarray], where: l
                     _csv_code(t.category) if t else "", _csv_code(t.type) if t else "",
                     _csv_code(t.type_modifier) if t else "", _csv_code(t.anatomic_region) if t else "",
                     _csv_code(t.anatomic_region_modifier) if t else "",
-                    *(f"{c:.4f}" for c in color), seg.voxel_count])
+                    *(f"{c:.4f}" for c in color), seg.voxel_count, *_presence_cells(seg)])
     text = buf.getvalue()
     written.append(write_atomically(csv_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline=""),
                                     ".csv"))

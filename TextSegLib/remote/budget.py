@@ -51,7 +51,7 @@ class MemoryBudget:
             self.refused["memory_limit"] += 1
             raise ApiError("memory_limit", f"{what} needs {(mine + nbytes) / _MB:,.0f} MB of memory, more than this "
                                            f"server allows one upload ({self.per_upload / _MB:,.0f} MB). Crop the "
-                                           "scan, or ask the server admin to raise --max-decoded-mb.")
+                                           "scan, or ask the server admin to raise --max-decoded.")
         with self._lock:
             room = self.total - self.in_flight - nbytes
             if self.held() > room:

@@ -311,6 +311,7 @@ class RemoteEngine:
                 "result_bytes": nbytes}
         res = EngineResult(masks={}, probabilities={}, timings=timings, info=info)
         found, reasons = info.pop("found", None) or {}, info.pop("reasons", None) or {}
+        uncertain, presence = info.pop("uncertain", None) or [], info.pop("presence", None) or {}  # absent: older server
         info.pop("prompts", None)
         for p in job.prompts:
             term = p.term
@@ -320,6 +321,10 @@ class RemoteEngine:
             res.found[p.text] = bool(found.get(term, masks[term].any()))
             res.reasons[p.text] = str(reasons.get(term, ""))
             res.prompts[p.text] = p
+            if term in uncertain and res.found[p.text]:
+                res.uncertain.add(p.text)
+            if isinstance(presence.get(term), (int, float)):
+                res.presence[p.text] = float(presence[term])
         return res
 
     def _submit(self, request: dict, volume: Volume, cancel: CancelToken | None) -> tuple[dict, int]:

@@ -25,7 +25,7 @@ CODES: dict[str, tuple[int, str]] = {
     "job_expired": (410, "the job's result was dropped (time to live or memory budget)"),
     "upload_too_large": (413, "the body exceeds --max-upload-mb"),
     "volume_too_large": (413, "the volume exceeds --max-voxels"),
-    "memory_limit": (413, "the decoded upload alone exceeds --max-decoded-mb (it can never fit)"),
+    "memory_limit": (413, "the decoded upload alone exceeds --max-decoded (it can never fit)"),
     "unsupported_media_type": (415, "the Content-Type is not one the endpoint takes"),
     "prompt_ambiguous": (422, "a prompt fits several structures; pick one of 'choices'"),
     "prompt_unknown": (422, "a prompt names nothing the served model can segment"),

@@ -192,6 +192,8 @@ class JobQueue:
     @staticmethod
     def _pack(job: "ServerJob", res: EngineResult) -> None:
         info = {**res.info, "found": {k: res.is_found(k) for k in res.masks}, "reasons": dict(res.reasons),
+                "uncertain": sorted(k for k in res.masks if res.state(k) == "uncertain"),
+                "presence": {k: float(v) for k, v in res.presence.items() if k in res.masks},
                 "prompts": {k: p.to_json() for k, p in res.prompts.items() if hasattr(p, "to_json")},
                 "device": job.device, "queued_s": round((job.started or job.created) - job.created, 3)}
         shape = next(iter(res.masks.values())).shape if res.masks else job.image.geometry["shape"]

@@ -113,6 +113,10 @@ class RayEngine:
                 out.probabilities[text] = res.probabilities[term]
             out.found[text] = res.is_found(term)
             out.reasons[text] = res.reasons.get(term, "")
+            if res.state(term) == "uncertain":
+                out.uncertain.add(text)
+            if term in res.presence:
+                out.presence[text] = float(res.presence[term])
             if not isinstance(p, str):
                 out.prompts[text] = p
         if progress:
