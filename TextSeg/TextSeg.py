@@ -184,6 +184,7 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.controller.batch.on_loaded = self._onBatchCaseLoaded
         self.ui.inputVolumeSelector.currentNodeChanged.connect(self.controller.volume_changed)
         self.controller.pacs.ask_consent = self._askPacsConsent
+        self.controller.ask_licence = self._askModelLicence
         self.ui.outputSegmentationSelector.currentNodeChanged.connect(self.controller.pacs.refresh)
         self._connectApplication()
         self._setupRefineInteraction()
@@ -316,6 +317,17 @@ class TextSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         box.setCheckBox(remember)
         allowed = box.exec_() == qt.QMessageBox.Yes
         return allowed, bool(remember.checked)
+
+    def _askModelLicence(self, name: str, notice: str) -> bool:
+        import qt
+
+        box = qt.QMessageBox(slicer.util.mainWindow())
+        box.setWindowTitle(f"Accept the licence of {name}?")
+        box.setText(f"{notice}\n\nAccept this licence and download? (Asked once; `textseg models pull` "
+                    "shares the answer.)")
+        box.setStandardButtons(qt.QMessageBox.Yes | qt.QMessageBox.No)
+        box.setDefaultButton(qt.QMessageBox.No)
+        return box.exec_() == qt.QMessageBox.Yes
 
     def _askPacsConsent(self, url: str) -> tuple[bool, bool]:
         import qt

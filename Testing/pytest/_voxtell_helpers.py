@@ -66,3 +66,24 @@ def ct_like(shape=(40, 44, 36), seed: int = 1) -> np.ndarray:
     a += rng.normal(0, 15, shape).astype(np.float32)
     a[:3] = 0.0  # outside the reconstruction field: VoxTell crops to the non-zero box
     return a
+
+
+def make_tiny_qwen(folder):
+    """A 1-layer Qwen3 with VoxTell's 2560-d output and a word-level tokenizer, saved locally."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3Model
+
+    words = "instruct given an anatomical term query retrieve the precise entity and location it represents : " \
+            "liver spleen kidney left right lesion hepatic tumour in segment".split()
+    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", *dict.fromkeys(words)])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>")
+    import torch
+
+    torch.manual_seed(3)
+    cfg = Qwen3Config(vocab_size=len(vocab), hidden_size=2560, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=256)
+    Qwen3Model(cfg).save_pretrained(str(folder))
+    fast.save_pretrained(str(folder))
+    return folder

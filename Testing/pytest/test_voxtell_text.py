@@ -8,30 +8,11 @@ pytest.importorskip("voxtell", reason="the optional voxtell package is not insta
 
 import torch  # noqa: E402
 
-from _voxtell_helpers import ct_like, make_model_folder  # noqa: E402
+from _voxtell_helpers import ct_like, make_model_folder, make_tiny_qwen  # noqa: E402
 from TextSegLib.errors import ModelError  # noqa: E402
 from TextSegLib.models.voxtell import load_voxtell_engine  # noqa: E402
 from TextSegLib.models.voxtell.text import QwenEncoder, bank_text  # noqa: E402
 from TextSegLib.volume import Volume  # noqa: E402
-
-
-def make_tiny_qwen(folder):
-    """A 1-layer Qwen3 with VoxTell's 2560-d output and a word-level tokenizer, saved locally."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3Model
-
-    words = "instruct given an anatomical term query retrieve the precise entity and location it represents : " \
-            "liver spleen kidney left right lesion hepatic tumour in segment".split()
-    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", *dict.fromkeys(words)])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>")
-    torch.manual_seed(3)
-    cfg = Qwen3Config(vocab_size=len(vocab), hidden_size=2560, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=256)
-    Qwen3Model(cfg).save_pretrained(str(folder))
-    fast.save_pretrained(str(folder))
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The model selector's choices: what each needs, what it knows, and how to run it.
 
-Local models ("bundled", "sat-nano", "sat-pro") run in the engine process
+Local models ("bundled", "sat-nano", "sat-pro", "voxtell") run in the engine process
 (:mod:`.engine_process`, ``textseg serve`` on loopback); "remote" is a server the user
 names. :func:`describe` gives a model's vocabulary, free-text ability and modalities from
 its files, without loading it, so prompts are resolved (and the completer marks the
@@ -21,10 +21,13 @@ CHOICES: dict[str, tuple[str, str | None]] = {
     "bundled": ("Bundled (offline, small)", "textseg-mini"),
     "sat-nano": ("SAT-Nano", "SAT-Nano"),
     "sat-pro": ("SAT-Pro", "SAT-Pro"),
+    "voxtell": ("VoxTell (non-commercial)", "VoxTell"),
     "remote": ("Remote server", None),
 }
 DEFAULT_CHOICE = "bundled"
 LOCAL = tuple(k for k, (_, name) in CHOICES.items() if name is not None)
+#: local choices whose weights the panel's Download button fetches (``textseg models pull``)
+DOWNLOADABLE = ("sat-nano", "sat-pro", "voxtell")
 
 
 @dataclass
@@ -76,6 +79,11 @@ def describe(key: str, model_dir: str = "") -> ModelDescription:
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"{label}: cannot read {cfg_file} ({exc}).", "Reinstall the TextSeg extension.") from None
         return ModelDescription(str(name), False, {m: list(v) for m, v in concepts.items()})
+    if key == "voxtell":  # the embedding bank's prompts (none before the download); any text is encoded
+        from TextSegLib.models.catalog import model_vocabulary
+
+        _, terms, _ = model_vocabulary(path=model_dir) if model_dir else model_vocabulary(str(name))
+        return ModelDescription(str(name), True, {m: list(v) for m, v in terms.items()})
     from TextSegLib.models.catalog import sat_vocabulary
 
     return ModelDescription(str(name), True, sat_vocabulary())
@@ -91,6 +99,10 @@ def check(key: str, model_dir: str = "") -> None:
     if key == "bundled" and not (folder / "config.json").is_file():
         raise ModelError(f"{CHOICES[key][0]}: {folder} holds no textseg-mini model (config.json).",
                          "Clear the Model folder field, or choose a folder written by `textseg train`.")
+    if key == "voxtell" and model_dir:
+        from TextSegLib.models.catalog import describe_folder, get_entry
+
+        describe_folder(folder, get_entry("VoxTell"))  # plans.json + fold_0/checkpoint_final.pth, else one line
 
 
 def available(key: str, model_dir: str = "") -> tuple[bool, str]:

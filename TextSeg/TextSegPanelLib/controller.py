@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from TextSegLib.errors import CancelledError, ModalityError, ModelError, TextSegError
-from TextSegLogicLib import engines
+from TextSegLogicLib import engines, licences
 from TextSegLogicLib.downloads import ModelDownload
 from TextSegLogicLib.job import SceneJob
 from TextSegLogicLib.prompts import AmbiguousPromptError, UnknownTermError, resolve_for
@@ -78,6 +78,7 @@ class TextSegController:
         panel.model_combo.currentIndexChanged.connect(self._model_changed)
         panel.on_download = self.download
         self.download_job: ModelDownload | None = None
+        self.ask_licence: licences.AskLicence | None = None  # the Slicer widget shows a dialog
         self.default_python = ""  # the engine's interpreter when Settings name none (Slicer: PythonSlicer)
         self._connection_probe: tuple[Any, str] | None = None  # (stepped probe, url) of "Test connection"
         self.aux_timer = qc.QtCore.QTimer(panel)
@@ -143,10 +144,10 @@ class TextSegController:
         key = self._selected_model()
         ok, reason = engines.available(key, qc.text(self.panel.model_dir_edit))
         downloading = self.download_job is not None and self.download_job.state == "running"
-        self.panel.download_button.setVisible(key in ("sat-nano", "sat-pro") and (not ok or downloading))
+        self.panel.download_button.setVisible(key in engines.DOWNLOADABLE and (not ok or downloading))
         if not downloading:
             self.panel.download_button.setText("Download")
-            self.panel.download_label.setText("" if ok else reason.split(". ")[0] + ".")
+            self.panel.download_label.setText(licences.selector_line(key, ok, reason))
 
     def model_terms(self, modality: str) -> list[str]:
         """The selected model's own terms for ``modality`` (the completer marks them)."""
@@ -161,14 +162,17 @@ class TextSegController:
             return []
 
     def download(self, key: str) -> None:
-        """Download button: start (or cancel) ``textseg models pull`` for a SAT model."""
+        """Download button: start (or cancel) ``textseg models pull``; a licence to accept is asked first, once."""
         if self.download_job is not None and self.download_job.state == "running":
             self.download_job.cancel()
             self.panel.download_label.setText("Download cancelled.")
             self.panel.download_button.setText("Download")
             return
         name = engines.CHOICES.get(key, ("", None))[1]
-        if not name or key == "bundled":
+        if not name or key not in engines.DOWNLOADABLE:
+            return
+        if not licences.ensure_licence(key, self.ask_licence):
+            self.panel.download_label.setText(licences.REFUSED.format(name=name) + " " + licences.notice(key))
             return
         self.download_job = ModelDownload(str(name), python=self.settings.engine_python or self.default_python)
         self.panel.download_button.setText("Cancel download")

@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 
 from TextSegLogicLib.completion import Suggester, Suggestion, current_fragment, replace_fragment
 from TextSegLogicLib.engines import CHOICES, DEFAULT_CHOICE, default_choice
+from TextSegLogicLib.licences import licence_line
 from TextSegLogicLib.prompts import parse_prompts
 
 from . import qt_compat as qc
@@ -80,7 +81,7 @@ class TextSegPanel(QtWidgets.QWidget):
         row = QtWidgets.QHBoxLayout()
         self.download_button = QtWidgets.QPushButton("Download")
         self.download_button.setObjectName("downloadButton")
-        self.download_button.setToolTip("Download the selected SAT model's weights (or set a Model folder under Settings).")
+        self.download_button.setToolTip("Download the selected model's weights (or set a Model folder under Settings).")
         self.download_button.clicked.connect(lambda: self.on_download and self.on_download(str(qc.current_data(self.model_combo))))
         self.download_button.hide()
         self.download_label = QtWidgets.QLabel("")
@@ -312,7 +313,8 @@ class TextSegPanel(QtWidgets.QWidget):
             item = model.item(i) if hasattr(model, "item") else None
             if item is not None:
                 item.setEnabled(ok)
-            self.model_combo.setItemData(i, reason or CHOICES[key][0], qc.Qt.ToolTipRole)
+            tip = "\n".join(t for t in (reason or CHOICES[key][0], licence_line(key)) if t)
+            self.model_combo.setItemData(i, tip, qc.Qt.ToolTipRole)
         current = qc.current_data(self.model_combo)
         if not availability.get(current, (True, ""))[0] or (current == "remote" and not self._model_chosen):
             self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(default_choice(availability))))

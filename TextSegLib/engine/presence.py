@@ -166,20 +166,27 @@ class _Comp:
 
 
 def _components(mask: np.ndarray, prob: np.ndarray | None):
+    """Connected components with their voxel indices (in C order), probability mass and peak.
+
+    One pass over the labelled voxels for all components (a noisy mask has thousands)."""
     lab, n = ndimage.label(mask)
     if n == 0:
         return lab, []
-    out = []
-    for i, slc in enumerate(ndimage.find_objects(lab), start=1):
-        local = lab[slc] == i
-        idx = np.argwhere(local) + np.asarray([s.start for s in slc])
-        if prob is None:
-            mass, peak = float(local.sum()), 1.0
-        else:
-            p = prob[slc][local].astype(np.float32)
-            mass, peak = float(p.sum()), float(p.max())
-        out.append(_Comp(i, len(idx), mass, peak, idx))
-    return lab, out
+    flat = np.flatnonzero(lab)
+    labels = lab.ravel()[flat]
+    order = np.argsort(labels, kind="stable")  # by component, C order within each
+    counts = np.bincount(labels, minlength=n + 1)[1:]
+    idx_all = np.column_stack(np.unravel_index(flat[order], lab.shape))
+    parts = np.split(idx_all, np.cumsum(counts)[:-1])
+    if prob is None:
+        mass, peak = counts.astype(np.float64), np.ones(n)
+    else:
+        p = np.asarray(prob).ravel()[flat].astype(np.float32)
+        mass = np.bincount(labels, weights=p, minlength=n + 1)[1:]
+        peak = np.full(n + 1, -np.inf, dtype=np.float32)
+        np.maximum.at(peak, labels, p)
+        peak = peak[1:]
+    return lab, [_Comp(i + 1, int(counts[i]), float(mass[i]), float(peak[i]), parts[i]) for i in range(n)]
 
 
 def _touches_edge(mask: np.ndarray) -> bool:

@@ -210,7 +210,9 @@ def record_consent(name: str, licence: str) -> None:
 def download_plan(entry: ModelEntry, text_encoder: bool = False) -> list[str]:
     """One line per part a pull downloads, with its size (shown before asking for consent)."""
     def gb(n):
-        return f"~{n / 1e9:.1f} GB" if n and n >= 1e8 else f"~{n / 1e6:.0f} MB" if n else "size unknown"
+        if not n:
+            return "size unknown"
+        return f"~{n / 1e9:.1f} GB" if n >= 1e8 else f"~{n / 1e6:.0f} MB" if n >= 1e6 else "< 1 MB"
     lines = [f"  {mf.name} ({mf.role.replace('_', ' ')}, {gb(mf.approx_size)})" for mf in entry.files]
     te = (entry.inference or {}).get("text_encoder")
     if te:

@@ -12,7 +12,8 @@
    weighted, float16 accumulation, fp16 autocast on CUDA), with its
    ``progress_callback`` giving per-patch progress and stopping within one patch on cancel;
 5. keeps ``sigmoid(logits)`` (float32) and the mask ``logits > 0`` (VoxTell's own
-   threshold) per prompt, and maps both back onto the source grid voxel for voxel;
+   threshold) per prompt, written straight onto the source grid voxel for voxel through a
+   view in the model's axis order (no full-size intermediate, no copy);
 6. applies the model-agnostic presence rules (:data:`PRESENCE`).
 """
 from __future__ import annotations
@@ -37,8 +38,6 @@ from .text import PromptEmbeddings
 #: VoxTell's own threshold, so it never drops a voxel VoxTell keeps): its 0.65 was calibrated on
 #: textseg-mini, and no labelled VoxTell output could be run here to calibrate it.
 PRESENCE = PresenceRules(min_peak=0.5)
-#: Stand-in logit outside the non-zero crop (VoxTell leaves those voxels 0 in its masks).
-OUTSIDE_LOGIT = -30.0
 
 
 def make_predictor(network: torch.nn.Module, patch_size, device: torch.device):
@@ -144,15 +143,12 @@ class VoxTellEngine:
         found: dict[str, bool] = {}
         reasons: dict[str, str] = {}
         inner = tuple(slice(int(a), int(b)) for a, b in bbox)
+        where = None if box is None else tuple(slice(a, b) for a, b in zip(*box))
         for i, key in enumerate(keys):
             if cancel is not None:
                 cancel.check()
-            lg = np.full(orig_shape, OUTSIDE_LOGIT, dtype=np.float32)
-            lg[inner] = logits[i].float().cpu().numpy()
-            m, p = grid.to_source(lg > 0), grid.to_source(1.0 / (1.0 + np.exp(-lg)))
-            if box is not None:
-                m, p = _paste(m, volume.shape, box, False), _paste(p, volume.shape, box, 0.0)
-            masks[key], probs[key] = m, p.astype(np.float32)
+            m, p = self._to_source(logits[i], grid, volume.shape, where, inner)
+            masks[key], probs[key] = m, p
             found[key] = bool(m.any())
             reasons[key] = "" if found[key] else "no voxel with a positive VoxTell logit"
             if progress:
@@ -175,6 +171,20 @@ class VoxTellEngine:
             apply_presence(result, volume, self.presence, modality=modality, cropped=box is not None)
         return result
 
+    @staticmethod
+    def _to_source(logit: torch.Tensor, grid: VoxTellGrid, shape, where, inner) -> tuple[np.ndarray, np.ndarray]:
+        """``(logit > 0, sigmoid(logit))`` of one prompt, written straight onto the source grid.
+
+        The outputs are allocated in source order once; VoxTell's crop is written through a
+        view of them in the model's ``[s, a, r]`` order (:meth:`VoxTellGrid.to_model`), so no
+        full-size intermediate or copy is made. Outside the crop: 0 (VoxTell's mask is 0 there)."""
+        mask = np.zeros(shape, dtype=bool)
+        prob = np.zeros(shape, dtype=np.float32)
+        sub_m, sub_p = (mask, prob) if where is None else (mask[where], prob[where])
+        grid.to_model(sub_m)[inner] = (logit > 0).cpu().numpy()
+        grid.to_model(sub_p)[inner] = torch.sigmoid(logit.float()).cpu().numpy()
+        return mask, prob
+
     def run_logits(self, data: torch.Tensor, emb: np.ndarray, progress=None, cancel=None) -> torch.Tensor:
         """VoxTell's sliding window on preprocessed ``data``: ``(N, S, A, R)`` float16 logits."""
         from voxtell.inference.predictor import InferenceCancelled
@@ -196,8 +206,3 @@ def _shifted(ijk_to_ras: np.ndarray, start) -> np.ndarray:
     m[:3, 3] = m[:3, :3] @ np.asarray(start, dtype=np.float64) + m[:3, 3]
     return m
 
-
-def _paste(part: np.ndarray, shape, box, fill) -> np.ndarray:
-    out = np.full(shape, fill, dtype=part.dtype)
-    out[tuple(slice(a, b) for a, b in zip(*box))] = part
-    return out
