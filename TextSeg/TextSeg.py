@@ -30,8 +30,11 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+#: A source checkout added as a module path in a binary Slicer (docs/slicer.md): TextSegLib is one folder up.
+_CHECKOUT = os.path.dirname(_HERE)
+for _path in (_CHECKOUT, _HERE):
+    if (_path == _HERE or os.path.isdir(os.path.join(_path, "TextSegLib"))) and _path not in sys.path:
+        sys.path.insert(0, _path)
 
 from TextSegLogicLib.logic import TextSegLogic as _CoreLogic  # noqa: E402
 from TextSegLib.errors import TextSegError  # noqa: E402

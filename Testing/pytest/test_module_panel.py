@@ -92,7 +92,12 @@ def test_ctrl_enter_starts_run_and_button_toggles(panel):
 
 def test_cpu_warning_hooks_and_history(panel):
     panel.device_combo.setCurrentIndex(3)
-    assert "slow" in qc.text(panel.device_warning)
+    assert "bundled" in qc.text(panel.device_warning) and "slow" not in qc.text(panel.device_warning)
+    panel.model_combo.setCurrentIndex(panel.model_combo.findData("sat-nano"))
+    assert "slow for SAT" in qc.text(panel.device_warning)
+    panel.model_combo.setCurrentIndex(panel.model_combo.findData("remote"))
+    assert qc.text(panel.device_warning) == ""
+    panel.model_combo.setCurrentIndex(panel.model_combo.findData("sat-nano"))
     panel.device_combo.setCurrentIndex(0)
     assert qc.text(panel.device_warning) == ""
     assert not qc.is_enabled(panel.export_button) and "after a run" in qc.tooltip(panel.export_button)

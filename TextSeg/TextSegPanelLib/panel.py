@@ -19,6 +19,15 @@ from .qt_compat import QtGui, QtWidgets
 from .pacs_panel import build_pacs_settings, build_send_button
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
+
+
+def cpu_note(model: str, device: str) -> str:
+    """What CPU means for the chosen model (README performance: the demo 14-22 s, one SAT-Nano tile 7 min on 2 cores)."""
+    if device != "cpu" or model == "remote":
+        return ""
+    if model == "bundled":
+        return "CPU: fine for the bundled model (the sample CT takes under 30 s)."
+    return "CPU: slow for SAT (minutes per tile, a scan has several); prefer CUDA or MPS."
 MODALITIES = (("Auto", ""), ("CT", "ct"), ("MRI", "mri"), ("PET", "pet"))
 
 
@@ -77,6 +86,7 @@ class TextSegPanel(QtWidgets.QWidget):
         self.model_combo.setCurrentIndex(self.model_combo.findData(DEFAULT_CHOICE))
         self._model_chosen = False
         self.model_combo.activated.connect(self._on_model_activated)
+        self.model_combo.currentIndexChanged.connect(self._on_device_changed)
         form.addRow("Model:", self.model_combo)
         row = QtWidgets.QHBoxLayout()
         self.download_button = QtWidgets.QPushButton("Download")
@@ -363,10 +373,7 @@ class TextSegPanel(QtWidgets.QWidget):
             self.model_dir_edit.setText(folder)
 
     def _on_device_changed(self, *_: Any) -> None:
-        dev = qc.current_data(self.device_combo)
-        self.device_warning.setText(
-            "CPU: slow (minutes per scan); prefer CUDA or MPS." if dev == "cpu" else ""
-        )
+        self.device_warning.setText(cpu_note(str(qc.current_data(self.model_combo)), str(qc.current_data(self.device_combo))))
 
     def show_modality_guess(self, modality: str, reason: str) -> None:
         """Label the 'Auto' modality entry with the current guess, e.g. 'Auto (CT)'."""
