@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -93,6 +94,14 @@ class LungThresholdEngine:
         masks = {p.text: out[p.term.lower()] for p in resolved}
         return EngineResult(masks=masks, timings={}, info={"engine": self.name},
                             prompts={p.text: p for p in resolved})
+
+
+def wait_for_download(ctrl, timeout: float = 60.0) -> None:
+    """Poll the panel controller until its download child has ended (or ``timeout`` s passed)."""
+    t0 = time.time()
+    while ctrl.download_job is not None and time.time() - t0 < timeout:
+        ctrl._poll_aux()
+        time.sleep(0.1)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -17,6 +17,17 @@ PATCH = 48
 BANK_PROMPTS = ("liver", "spleen", "left kidney", "right kidney", "kidney", "aorta")
 
 
+def release_layout(folder: Path, labels=("liver", "left kidney")) -> Path:
+    """A folder shaped like the VoxTell release, with a bank of ``labels`` and no real weights
+    (for catalog and licence tests: nothing here is loaded as a network)."""
+    (folder / "fold_0").mkdir(parents=True)
+    (folder / "plans.json").write_text("{}")
+    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"x")
+    np.savez(folder / "text_embeddings.npz", labels=np.array(labels),
+             embeddings=np.zeros((len(labels), 2560), np.float16))
+    return folder
+
+
 def plans(patch: int = PATCH) -> dict:
     return {"dataset_name": "TextSegTest", "plans_name": "nnUNetResEncUNetPlans",
             "configurations": {"3d_fullres": {"patch_size": [patch] * 3, "spacing": [1.0, 1.0, 1.0], "architecture": {

@@ -10,28 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from TextSegLib.engine.base import EngineResult
 from TextSegLib.engine.coverage import scan_coverage
 from TextSegLib.engine.presence import apply_presence
-from TextSegLib.knowledge.resolved import resolve_prompts
 from TextSegLib.volume import Volume
 
 from _bundled_helpers import shipped_model_available, single_thread_bundled_engine
+from _presence_helpers import ellipse as _ellipse, synthetic_result as _result
 
 DATA = Path(__file__).resolve().parents[1] / "Data" / "mr_head"
 INPLANE = 3.0  # mm
-
-
-def _result(masks: dict[str, np.ndarray], modality: str, prob: float = 0.95) -> EngineResult:
-    prompts = {p.text: p for p in resolve_prompts(list(masks), modality=modality)}
-    return EngineResult(masks=dict(masks), probabilities={k: (m * prob).astype(np.float16) for k, m in masks.items()},
-                        found={k: bool(m.any()) for k, m in masks.items()}, prompts=prompts,
-                        info={"modality": modality})
-
-
-def _ellipse(shape, ci, cj, ri, rj) -> np.ndarray:
-    i, j = np.ogrid[:shape[0], :shape[1]]
-    return ((i - ci) / ri) ** 2 + ((j - cj) / rj) ** 2 <= 1.0
 
 
 def head_neck_scan(slice_mm: float = 3.0, modality: str = "mri", fov_ap_mm: float = 360.0) -> Volume:

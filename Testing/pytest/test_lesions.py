@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from TextSegLib.engine.base import EngineResult
 from TextSegLib.engine.lesions import lesion_facts
 from TextSegLib.engine.neighbours import neighbour_names
 from TextSegLib.engine.presence import apply_presence, structure_facts
@@ -15,31 +14,15 @@ from TextSegLib.knowledge.resolved import resolve_prompts
 from TextSegLib.volume import Volume
 
 from _bundled_helpers import shipped_model_available, single_thread_bundled_engine
+from _presence_helpers import block as _block, ellipse as _ellipse, synthetic_result as _result
 
 SP = 3.0
 ML = SP ** 3 / 1000.0
 
 
-def _result(masks: dict[str, np.ndarray], prob: float = 0.95) -> EngineResult:
-    prompts = {p.text: p for p in resolve_prompts(list(masks), modality="ct")}
-    return EngineResult(masks=dict(masks), probabilities={k: (m * prob).astype(np.float16) for k, m in masks.items()},
-                        found={k: bool(m.any()) for k, m in masks.items()}, prompts=prompts, info={"modality": "ct"})
-
-
-def _ellipse(shape, ci, cj, ri, rj) -> np.ndarray:
-    i, j = np.ogrid[:shape[0], :shape[1]]
-    return ((i - ci) / ri) ** 2 + ((j - cj) / rj) ** 2 <= 1.0
-
-
 def _ball(shape, centre, r) -> np.ndarray:
     g = np.ogrid[tuple(slice(0, n) for n in shape)]
     return sum((a - c) ** 2 for a, c in zip(g, centre)) <= r * r
-
-
-def _block(shape, lo, hi) -> np.ndarray:
-    m = np.zeros(shape, bool)
-    m[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
-    return m
 
 
 SHAPE = (110, 80, 24)

@@ -4,31 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_API", "pyside6")
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-import _module_helpers  # noqa: E402,F401  (puts the module folders on sys.path)
+from _module_helpers import wait_for_download  # noqa: E402  (also puts the module folders on sys.path)
 
 from TextSegLib.models import catalog  # noqa: E402
+from _voxtell_helpers import release_layout  # noqa: E402
 from TextSegLogicLib import engines, licences  # noqa: E402
 
 LICENCE = "CC-BY-NC-SA-4.0, non-commercial use only, share-alike"
-
-
-def _release(folder: Path, labels=("liver", "left kidney")) -> Path:
-    """A folder shaped like the VoxTell release (no real weights: nothing here loads them)."""
-    (folder / "fold_0").mkdir(parents=True)
-    (folder / "plans.json").write_text("{}")
-    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"x")
-    np.savez(folder / "text_embeddings.npz", labels=np.array(labels),
-             embeddings=np.zeros((len(labels), 2560), np.float16))
-    return folder
 
 
 # -- Qt-free logic ------------------------------------------------------------------------
@@ -67,7 +55,7 @@ def test_consent_given_in_the_cli_is_not_asked_again(home):
 
 
 def test_registered_voxtell_describes_its_bank_and_free_text(home, tmp_path):
-    catalog.register("VoxTell", _release(tmp_path / "vt"))
+    catalog.register("VoxTell", release_layout(tmp_path / "vt"))
     assert engines.available("voxtell") == (True, "")
     d = engines.describe("voxtell")
     assert d.free_text and d.vocabulary("ct") == ["left kidney", "liver"] and d.vocabulary("mri") == d.vocabulary("ct")
@@ -116,10 +104,7 @@ def test_panel_shows_licence_before_download_and_asks_once(app, home, monkeypatc
     ctrl.ask_licence = lambda name, text: asked.append(text) or True
     p.download_button.click()  # accepted: recorded, and the CLI child (no terminal) does not refuse it
     assert len(asked) == 2 and catalog.consented("VoxTell") and ctrl.download_job is not None
-    t0 = time.time()
-    while ctrl.download_job is not None and time.time() - t0 < 60:
-        ctrl._poll_aux()
-        time.sleep(0.1)
+    wait_for_download(ctrl)
     message = qc.text(p.download_label)
     assert ctrl.download_job is None and "Traceback" not in message and "VoxTell" in message, message
     assert "licence was not accepted" not in message, message  # the child read the shared consent
@@ -133,7 +118,7 @@ def test_panel_shows_licence_before_download_and_asks_once(app, home, monkeypatc
 def test_panel_with_voxtell_installed_shows_only_the_licence(app, home, tmp_path):
     from TextSegPanelLib import qt_compat as qc
 
-    catalog.register("VoxTell", _release(tmp_path / "vt"))
+    catalog.register("VoxTell", release_layout(tmp_path / "vt"))
     p, ctrl = _controller(app)
     ctrl.refresh_models()
     p.model_combo.setCurrentIndex(p.model_combo.findData("voxtell"))

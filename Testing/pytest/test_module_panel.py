@@ -10,7 +10,7 @@ os.environ.setdefault("QT_API", "pyside6")
 
 import pytest  # noqa: E402
 
-from _module_helpers import CT_CHEST, ROOT, LungThresholdEngine  # noqa: E402
+from _module_helpers import CT_CHEST, ROOT, LungThresholdEngine, wait_for_download  # noqa: E402
 
 QtWidgets = pytest.importorskip("Qt.QtWidgets", reason="Qt.py + PySide6 not installed")
 from Qt import QtCore, QtTest  # noqa: E402
@@ -364,10 +364,7 @@ def test_download_refused_network_is_one_line(app, tmp_path, monkeypatch):
     p.model_combo.setCurrentIndex(p.model_combo.findData("sat-nano"))
     p.download_button.click()
     assert qc.text(p.download_button) == "Cancel download"
-    t0 = time.time()
-    while ctrl.download_job is not None and time.time() - t0 < 60:
-        ctrl._poll_aux()
-        time.sleep(0.1)
+    wait_for_download(ctrl)
     message = qc.text(p.download_label)
     assert ctrl.download_job is None and "Traceback" not in message and "SAT-Nano" in message, message
     p.download_button.click()

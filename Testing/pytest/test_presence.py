@@ -8,28 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from TextSegLib.engine.base import EngineResult
 from TextSegLib.engine.coverage import scan_coverage
 from TextSegLib.engine.presence import PresenceRules, apply_presence, structure_facts
 from TextSegLib.knowledge.resolved import resolve_prompts
 from TextSegLib.volume import Volume
 
 from _bundled_helpers import shipped_model_available, single_thread_bundled_engine
+from _presence_helpers import block, ellipse as _ellipse, synthetic_result as _result
 
 DATA = Path(__file__).resolve().parents[1] / "Data"
 SP = 3.0  # mm, synthetic scans
 ML = SP ** 3 / 1000.0
-
-
-def _result(masks: dict[str, np.ndarray], prob: float = 0.95) -> EngineResult:
-    prompts = {p.text: p for p in resolve_prompts(list(masks), modality="ct")}
-    return EngineResult(masks=dict(masks), probabilities={k: (m * prob).astype(np.float16) for k, m in masks.items()},
-                        found={k: bool(m.any()) for k, m in masks.items()}, prompts=prompts, info={"modality": "ct"})
-
-
-def _ellipse(shape, ci, cj, ri, rj) -> np.ndarray:
-    i, j = np.ogrid[:shape[0], :shape[1]]
-    return ((i - ci) / ri) ** 2 + ((j - cj) / rj) ** 2 <= 1.0
 
 
 def trunk_ct(lungs: bool = False) -> Volume:
@@ -52,12 +41,6 @@ def head_ct() -> Volume:
     img[outer] = 1000.0
     img[inner] = 30.0
     return Volume(img, np.diag([SP, SP, SP, 1.0]), "ct", "synthetic head")
-
-
-def block(shape, lo, hi) -> np.ndarray:
-    m = np.zeros(shape, bool)
-    m[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
-    return m
 
 
 def test_laterality_and_region_facts_come_from_the_knowledge_tree():

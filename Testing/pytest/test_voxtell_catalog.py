@@ -4,12 +4,13 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from TextSegLib.cli.main import main
 from TextSegLib.errors import ModelError
 from TextSegLib.models import catalog
+
+from _voxtell_helpers import release_layout
 
 HAS_VOXTELL = importlib.util.find_spec("voxtell") is not None
 
@@ -88,13 +89,8 @@ def test_missing_part_is_one_line(home, tmp_path):
         catalog.model_path("VoxTell")
 
 
-def _fake_release(folder: Path, labels=("liver", "left kidney", "not an organ at all")) -> Path:
-    (folder / "fold_0").mkdir(parents=True)
-    (folder / "plans.json").write_text("{}")
-    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"x")
-    np.savez(folder / "text_embeddings.npz", labels=np.array(labels),
-             embeddings=np.zeros((len(labels), 2560), np.float16))
-    return folder
+def _fake_release(folder: Path) -> Path:
+    return release_layout(folder, labels=("liver", "left kidney", "not an organ at all"))
 
 
 def test_register_and_terms_star_bank_concepts(home, run, tmp_path):
