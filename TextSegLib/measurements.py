@@ -16,6 +16,12 @@ from .errors import GeometryError
 PERCENTILES = (5, 25, 50, 75, 95)
 
 
+def verdict(state: str | None, found) -> str:
+    """The three-state verdict: ``state`` where one was recorded, else "found" / "not found" from
+    ``found`` (results, rows and segments written before the uncertain state existed)."""
+    return state or ("found" if found else "not found")
+
+
 @dataclass(frozen=True)
 class Measurement:
     """What one mask measures on its scan. Intensity and probability fields are ``None`` when no
@@ -40,7 +46,7 @@ class Measurement:
     @property
     def presence_state(self) -> str:
         """The three-state verdict: ``state``, else "found" / "not found" from ``found``."""
-        return self.state or ("found" if self.found else "not found")
+        return verdict(self.state, self.found)
 
     def row(self) -> dict:
         """A flat dict (one table row): ``p5``, ``centroid_r``, ``bbox_r_min``, ..., then ``state`` and

@@ -43,10 +43,10 @@ def test_tables_have_state_and_presence_columns(tmp_path):
     assert summary["Spleen"]["found"] == 3  # an uncertain structure is kept, so it counts as found too
 
 
-def test_worker_structure_name_drops_the_mark():
-    from TextSegLib.cohort.worker import structure_name
+def test_plain_name_drops_the_mark():
+    from TextSegLib.engine.results import plain_name
 
-    assert structure_name("Spleen ?") == "Spleen" and structure_name("Liver") == "Liver"
+    assert plain_name("Spleen ?") == "Spleen" and plain_name("Liver") == "Liver"
 
 
 def test_report_lists_uncertain_cases_first(tmp_path):

@@ -68,6 +68,7 @@ def server_limits(memory_budget: str | None = None, max_decoded: str | None = No
                   connections_per_address: str | None = None, header_timeout_s: str | None = None,
                   body_timeout_s: str | None = None, keep_alive_s: str | None = None) -> dict[str, Any]:
     """The ``create_app`` keyword arguments for the given options (unset ones are left out)."""
+    from ..remote.budget import DEFAULT_BUDGET_MB
     from ..remote.connections import ConnectionLimits
 
     out: dict[str, Any] = {}
@@ -75,7 +76,7 @@ def server_limits(memory_budget: str | None = None, max_decoded: str | None = No
         out["memory_budget_mb"] = parse_size_mb("--memory-budget", memory_budget)
     if max_decoded is not None:
         out["max_decoded_mb"] = parse_size_mb("--max-decoded", max_decoded)
-        budget = out.get("memory_budget_mb", 4096.0)
+        budget = out.get("memory_budget_mb", DEFAULT_BUDGET_MB)
         if out["max_decoded_mb"] > budget:
             raise LimitError(f"--max-decoded {max_decoded} is larger than the memory budget ({budget:,.0f} MB).",
                              "Raise --memory-budget, or lower --max-decoded.")

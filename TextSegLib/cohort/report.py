@@ -105,13 +105,13 @@ def build_report(run_dir: Path, cases: Sequence[dict], structures: Sequence[str]
     head += [f'<th data-type="num">{_e(s)} (mL)</th>' for s in structures]
     head += ['<th data-type="str">error / notes</th>', '<th data-type="str">overlays</th>']
     body = []
-    for c in sorted(cases, key=lambda c: not has_uncertain(c)):  # stable: otherwise in the given order
+    flagged = [(has_uncertain(c), c) for c in cases]
+    for unc, c in sorted(flagged, key=lambda f: not f[0]):  # uncertain first; stable: otherwise as given
         state = c.get("state") or "pending"
         counts[state if state in counts else "pending"] += 1
         by = {r["structure"]: r for r in c.get("rows", [])}
         nf = any(not r.get("found") for r in by.values())
         out = any(r.get("outlier") for r in by.values())
-        unc = has_uncertain(c)
         cells = [_td(_e(c["case_id"]), c["case_id"]), _td(_e(state), state, "status"),
                  _td(_e(c.get("modality", "")), c.get("modality", "")),
                  _td(f"{c['seconds']:.1f}" if c.get("seconds") is not None else "", c.get("seconds", ""), "num")]
@@ -150,7 +150,7 @@ def build_report(run_dir: Path, cases: Sequence[dict], structures: Sequence[str]
                  f' data-uncertain="{int(unc)}"'
                  f' data-done="{int(state == "done")}" data-case="{_e(c["case_id"])}"')
         body.append(f'<tr class="{_e(state)}"{flags}>' + "".join(cells) + "</tr>")
-    n_unc = sum(1 for c in cases if has_uncertain(c))
+    n_unc = sum(unc for unc, _ in flagged)
     s = settings or {}
     meta = (f"{len(cases)} cases · generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
             + (f" · model {_e(s.get('model'))}" if s.get("model") else "")

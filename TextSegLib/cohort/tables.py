@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..measurements import PERCENTILES
+from ..measurements import PERCENTILES, verdict
 from .outputs import CASES
 from .worker import MEASUREMENTS_JSON
 
@@ -36,7 +36,7 @@ MAD_LIMIT = 3.0
 
 def row_state(row: dict) -> str:
     """A row's three-state verdict; a row of a run from before the uncertain state: from ``found``."""
-    return row.get("state") or ("found" if row.get("found") else "not found")
+    return verdict(row.get("state"), row.get("found"))
 
 
 def case_rows(run_dir: Path, case_id: str) -> tuple[list[dict], dict]:

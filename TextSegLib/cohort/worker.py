@@ -60,14 +60,6 @@ class CaseTask:
     push: bool = False  # store the case's DICOM SEG on the DICOMweb server before the case counts as done
 
 
-def structure_name(segment_name: str) -> str:
-    """The cohort tables' structure (one column per structure): the segment name without the
-    uncertain mark (" ?"), which the ``state`` column carries instead."""
-    from ..engine.results import UNCERTAIN_MARK
-
-    return segment_name[: -len(UNCERTAIN_MARK)] if segment_name.endswith(UNCERTAIN_MARK) else segment_name
-
-
 def one_line(exc: BaseException) -> str:
     """A user-facing one-line description of an error."""
     if isinstance(exc, TextSegError):
@@ -159,7 +151,7 @@ class CaseProcessor:
         return rec
 
     def _process(self, task: CaseTask, folder: CaseFolder) -> dict:
-        from ..engine.results import to_segmentation
+        from ..engine.results import plain_name, to_segmentation
         from ..io import read_volume
         from ..measurements import measure_segmentation
 
@@ -195,8 +187,9 @@ class CaseProcessor:
         found = {s.name: bool(s.meta.get("found")) for s in full}
         reasons = {s.name: str(s.meta.get("reason") or "") for s in full}
         rows = []
+        # one table column per structure: the name without the uncertain mark, which ``state`` carries
         for s, m in zip(full, measure_segmentation(full, volume, found=found, reasons=reasons)):
-            rows.append({"case_id": spec.case_id, "structure": structure_name(s.name), "prompt": s.meta.get("prompt", ""),
+            rows.append({"case_id": spec.case_id, "structure": plain_name(s.name), "prompt": s.meta.get("prompt", ""),
                          "concept_id": s.concept_id or "", "modality": mod, **m.row(),
                          "state": s.meta.get("presence_state") or m.presence_state,
                          "presence_probability": s.meta.get("presence_probability")})
@@ -204,7 +197,8 @@ class CaseProcessor:
             rows.append({"case_id": spec.case_id, "structure": text, "prompt": text, "concept_id": "",
                          "modality": mod, "name": text, "found": False, "voxels": 0, "volume_ml": 0.0,
                          "reason": why, "state": "not found"})
-        colors = {structure_name(s.name): tuple(s.color or (0.5, 0.5, 0.5)) for s in full}
+        segment_colors = {s.name: tuple(s.color or (0.5, 0.5, 0.5)) for s in full}
+        colors = {plain_name(n): c for n, c in segment_colors.items()}
         timings["measure"] = time.perf_counter() - t
         import json
 
@@ -218,7 +212,7 @@ class CaseProcessor:
 
             t = time.perf_counter()
             write_thumbnails(volume, {s.name: s.mask for s in full},  # "Spleen ?" keeps its mark in the picture
-                             {s.name: tuple(s.color or (0.5, 0.5, 0.5)) for s in full}, folder.path / THUMBNAIL,
+                             segment_colors, folder.path / THUMBNAIL,
                              rows=[s.name for s in full if found[s.name]])
             timings["thumbnails"] = time.perf_counter() - t
         return {"modality": mod, "shape": list(volume.shape), "formats": written,

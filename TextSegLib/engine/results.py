@@ -56,6 +56,11 @@ def display_name(name: str, state: str) -> str:
     return name + UNCERTAIN_MARK if state == "uncertain" and not name.endswith(UNCERTAIN_MARK) else name
 
 
+def plain_name(name: str) -> str:
+    """A segment name without the uncertain mark ("Spleen ?" -> "Spleen"): the structure it names."""
+    return name[: -len(UNCERTAIN_MARK)] if name.endswith(UNCERTAIN_MARK) else name
+
+
 def to_segmentation(volume, result: EngineResult, *, include_not_found: bool = False,
                     meta: dict | None = None) -> Segmentation:
     """One segment per prompt, in prompt order: named by the preferred term, coded, coloured.

@@ -194,6 +194,5 @@ def run_sliding_window(
         outside = np.ones(shape, dtype=bool)
         outside[tuple(slice(int(a), int(b)) for a, b in zip(box[0], box[1]))] = False
         prediction[:, outside] = 0.0
-    return prediction, {"tiles_total": total, "tiles_run": run, "tiles_skipped": skipped,
-                        "tiles": {"run": run, "total": total}}
+    return prediction, {"tiles_total": total, "tiles_run": run, "tiles_skipped": skipped}
 

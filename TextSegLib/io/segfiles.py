@@ -143,9 +143,10 @@ def write_nifti_labels(segmentation: Segmentation, path: str | os.PathLike, over
 
 def _presence_cells(seg) -> tuple[str, str]:
     """The labels CSV's ``state`` and ``presence_probability`` cells (from the engine via segment meta)."""
-    state = seg.meta.get("presence_state") or ("found" if seg.meta.get("found", True) else "not found")
+    from ..measurements import verdict
+
     p = seg.meta.get("presence_probability")
-    return state, "" if p is None else f"{float(p):.4f}"
+    return verdict(seg.meta.get("presence_state"), seg.meta.get("found", True)), "" if p is None else f"{float(p):.4f}"
 
 
 def _write_labels(segmentation: Segmentation, layers: list[np.ndarray], where: list[tuple[int, int]],

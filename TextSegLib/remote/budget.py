@@ -17,6 +17,8 @@ from typing import Callable
 from .codes import ApiError
 
 _MB = 2**20
+#: the server's memory budget (MB) when none is given (``create_app``, ``textseg serve --memory-budget``)
+DEFAULT_BUDGET_MB = 4096.0
 
 
 def release_memory() -> None:

@@ -46,7 +46,7 @@ from ..errors import RemoteError
 from ..volume import MODALITIES
 from . import protocol
 from .auth import bearer_ok
-from .budget import MemoryBudget
+from .budget import DEFAULT_BUDGET_MB, MemoryBudget
 from .codes import CODES, ApiError, from_textseg_error
 from .connections import ConnectionLimits
 from .images import ImageStore
@@ -99,8 +99,9 @@ def _errors(*statuses: int) -> dict:
 def create_app(engine_factory: Callable[..., Engine], *, api_key: str | None = None, max_upload_mb: float = 1024,
                max_voxels: int = 512 * 512 * 2048, result_ttl_s: float = 600.0, devices: Sequence[str] | None = None,
                max_queued: int = 64, per_client: int | None = None, result_budget_mb: float = 512,
-               image_cache_mb: float = 2048, event_heartbeat_s: float = 1.0, memory_budget_mb: float = 4096,
-               max_decoded_mb: float | None = None, streams_per_client: int = 16,
+               image_cache_mb: float = 2048, event_heartbeat_s: float = 1.0,
+               memory_budget_mb: float = DEFAULT_BUDGET_MB, max_decoded_mb: float | None = None,
+               streams_per_client: int = 16,
                connection_limits: ConnectionLimits | None = None) -> FastAPI:
     """A FastAPI app serving the engine built (lazily, once per worker) by ``engine_factory``.
 
